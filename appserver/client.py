@@ -1,0 +1,344 @@
+"""The Python client of PROTOCOL.md §11: websocket, stdio subprocess or in-process.
+
+async with connect_websocket("ws://127.0.0.1:4500") as client:
+    await client.initialize("my-tool")
+    started = await client.request("thread/start")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import subprocess
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+import trio_websocket
+
+from appserver.transports.base import Transport, TransportClosed
+from appserver.transports.lines import LineTransport
+from appserver.transports.websocket import WebSocketTransport
+
+log = logging.getLogger("appserver.client")
+
+CLIENT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class ClientError(Exception):
+    """Root of client-side errors."""
+
+
+class ConnectionClosedError(ClientError):
+    """The connection ended before the awaited answer or message arrived."""
+
+
+class RpcError(ClientError):
+    """The server answered a request with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @property
+    def kind(self) -> str | None:
+        return self.data.get("kind") if isinstance(self.data, dict) else None
+
+
+@attrs.frozen
+class ServerRequest:
+    id: int | str
+    method: str
+    params: Any
+
+
+@attrs.define(eq=False)
+class _Slot:
+    done: trio.Event = attrs.Factory(trio.Event)
+    message: dict[str, Any] | None = None
+
+
+class Client:
+    """A JSON-RPC client. Notifications and server requests are buffered in arrival
+    order; `next_notification` / `next_server_request` take the first match."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._ids = itertools.count(1)
+        self._pending: dict[int | str, _Slot] = {}
+        self._notifications: deque[dict[str, Any]] = deque()
+        self._server_requests: deque[ServerRequest] = deque()
+        self._arrived = trio.Event()
+        self._closed = False
+        self._send_lock = trio.Lock()
+        self.process: trio.Process | None = None
+        self.close_reason: str | None = None
+        self.close_code: int | None = None
+        self._pending_methods: dict[int | str, str] = {}
+        # Called with every message received and, for answers, the request's method.
+        self.observer: Callable[[dict[str, Any], str | None], None] | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, transport: Transport) -> AsyncIterator[Client]:
+        client = cls(transport)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await transport.aclose()
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                try:
+                    text = await self._transport.receive()
+                except TransportClosed as exc:
+                    self.close_reason = str(exc)
+                    self.close_code = exc.code
+                    break
+                message = json.loads(text)
+                if self.observer is not None:
+                    msg_id = message.get("id") if "method" not in message else None
+                    method = self._pending_methods.get(msg_id) if msg_id is not None else None
+                    self.observer(message, method)
+                self._dispatch(message)
+        finally:
+            self._closed = True
+            for slot in self._pending.values():
+                slot.done.set()
+            self._arrived.set()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        if "method" in msg:
+            if "id" in msg:
+                self._server_requests.append(
+                    ServerRequest(msg["id"], msg["method"], msg.get("params"))
+                )
+            else:
+                self._notifications.append(msg)
+        else:
+            slot = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            if slot is None:
+                log.debug("unmatched response: %r", msg)
+                self._notifications.append(msg)  # visible to tests (e.g. id-null errors)
+            else:
+                slot.message = msg
+                slot.done.set()
+        self._arrived.set()
+        self._arrived = trio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def send_raw(self, text: str) -> None:
+        """Send one frame as is (for tests of bad input)."""
+        async with self._send_lock:
+            try:
+                await self._transport.send_all([text])
+            except TransportClosed as exc:
+                raise ConnectionClosedError(str(exc)) from exc
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.send_raw(json.dumps(message))
+
+    async def request(self, method: str, params: Any = None, *, id: int | str | None = None) -> Any:
+        """Send a request and return its result; raises RpcError for an error answer."""
+        msg = await self.request_raw(method, params, id=id)
+        if "error" in msg:
+            err = msg["error"]
+            raise RpcError(err.get("code"), err.get("message", ""), err.get("data"))
+        return msg.get("result")
+
+    async def request_raw(
+        self, method: str, params: Any = None, *, id: int | str | None = None
+    ) -> dict[str, Any]:
+        """Send a request and return the whole answer message."""
+        request_id = next(self._ids) if id is None else id
+        slot = _Slot()
+        self._pending[request_id] = slot
+        self._pending_methods[request_id] = method
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            await self.send(message)
+            await slot.done.wait()
+        finally:
+            self._pending.pop(request_id, None)
+            self._pending_methods.pop(request_id, None)
+        if slot.message is None:
+            raise ConnectionClosedError(f"connection closed before the answer to {method}")
+        return slot.message
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self.send(message)
+
+    async def initialize(
+        self,
+        name: str = "appserver-client",
+        version: str = "0",
+        *,
+        opt_out: Sequence[str] = (),
+        title: str | None = None,
+    ) -> Any:
+        info: dict[str, Any] = {"name": name, "version": version}
+        if title is not None:
+            info["title"] = title
+        params: dict[str, Any] = {"clientInfo": info}
+        if opt_out:
+            params["capabilities"] = {"optOutNotificationMethods": list(opt_out)}
+        result = await self.request("initialize", params)
+        await self.notify("initialized")
+        return result
+
+    async def respond(self, request_id: int | str, result: Any) -> None:
+        await self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    async def respond_error(self, request_id: int | str, code: int, message: str) -> None:
+        await self.send(
+            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+        )
+
+    # --- waiting for messages -----------------------------------------------------------
+
+    async def _wait_for(self, take: Callable[[], Any]) -> Any:
+        while True:
+            found = take()
+            if found is not None:
+                return found
+            if self._closed:
+                raise ConnectionClosedError(self.close_reason or "connection closed")
+            await self._arrived.wait()
+
+    async def next_notification(
+        self,
+        method: str | None = None,
+        *,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """The first buffered notification matching `method` and `where` (waiting for
+        one if needed). Earlier non-matching notifications stay buffered."""
+
+        def take() -> dict[str, Any] | None:
+            buf = self._notifications
+            if method is None and where is None:
+                return buf.popleft() if buf else None
+            for i, msg in enumerate(buf):
+                if (method is None or msg.get("method") == method) and (
+                    where is None or where(msg.get("params") or {})
+                ):
+                    del buf[i]
+                    return msg
+            return None
+
+        result: dict[str, Any] = await self._wait_for(take)
+        return result
+
+    async def next_server_request(self, method: str | None = None) -> ServerRequest:
+        def take() -> ServerRequest | None:
+            for i, req in enumerate(self._server_requests):
+                if method is None or req.method == method:
+                    del self._server_requests[i]
+                    return req
+            return None
+
+        result: ServerRequest = await self._wait_for(take)
+        return result
+
+    @property
+    def notifications(self) -> list[dict[str, Any]]:
+        """The notifications buffered so far (not removed)."""
+        return list(self._notifications)
+
+    def drain_notifications(self) -> list[dict[str, Any]]:
+        """Take every buffered notification."""
+        out = list(self._notifications)
+        self._notifications.clear()
+        return out
+
+    async def wait_closed(self) -> None:
+        while not self._closed:
+            await self._arrived.wait()
+
+    async def close(self) -> None:
+        await self._transport.aclose()
+
+
+@asynccontextmanager
+async def connect_websocket(
+    url: str,
+    *,
+    token: str | None = None,
+    origin: str | None = None,
+    max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
+) -> AsyncIterator[Client]:
+    """A client over a websocket; `token` is sent as `Authorization: Bearer <token>`."""
+    headers: list[tuple[bytes, bytes]] = []
+    if token is not None:
+        headers.append((b"Authorization", f"Bearer {token}".encode()))
+    if origin is not None:
+        headers.append((b"Origin", origin.encode()))
+    async with (
+        trio_websocket.open_websocket_url(
+            url, extra_headers=headers, max_message_size=max_message_bytes
+        ) as ws,
+        Client.open(WebSocketTransport(ws, ping_interval=3600)) as client,
+    ):
+        yield client
+
+
+@asynccontextmanager
+async def spawn_stdio(
+    args: Sequence[str] = (),
+    *,
+    command: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    stderr: int | None = None,
+    max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
+) -> AsyncIterator[Client]:
+    """Start `appserver <args>` (or `command + args`) as a subprocess speaking stdio and
+    yield a client wired to its stdin/stdout. Leaving closes stdin and waits for exit."""
+    argv = [*(command or [sys.executable, "-m", "appserver"]), *args]
+    async with trio.open_nursery() as nursery:
+        proc: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                check=False,
+                env=env,
+            )
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        transport = LineTransport(proc.stdout, proc.stdin, max_message_bytes)
+        try:
+            async with Client.open(transport) as client:
+                client.process = proc
+                yield client
+        finally:
+            with trio.move_on_after(10) as scope:
+                await proc.wait()
+            if scope.cancelled_caught:
+                proc.kill()

@@ -1,0 +1,293 @@
+"""One client connection: its nursery, inbound and outbound tasks, in-flight requests.
+
+The connection knows JSON-RPC, not threads: it is handed a `RequestHandler`. Its cancel
+scope *is* disconnect. Everything written to the peer goes through one FIFO memory
+channel drained by the single outbound task (PROTOCOL.md §2.3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from appserver import jsonrpc
+from appserver.jsonrpc import ErrorResponse, Invalid, Notification, Request, Response
+from appserver.protocol import errors
+from appserver.protocol.converter import structure_params, unstructure
+from appserver.protocol.errors import InternalError, JsonRpcError
+from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
+from appserver.protocol.types import InitializeParams
+from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
+
+log = logging.getLogger("appserver.connection")
+
+KNOWN_METHODS = frozenset(METHODS)
+MAX_BATCH = 512  # frames written per outbound wake-up
+EOF_DRAIN_SECONDS = 5.0
+
+_connection_ids = itertools.count(1)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+class RequestHandler(Protocol):
+    def initialize(self, conn: Connection, params: InitializeParams) -> Any:
+        """Synchronous: validate and answer initialize (the connection marks itself
+        initialized in the same step, so no notification can precede the response)."""
+        ...
+
+    async def handle(self, conn: Connection, method: str, params: Any) -> Any:
+        """Run one initialized request with typed params; return the result."""
+        ...
+
+    def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
+        """An answer to a server→client request."""
+        ...
+
+    def on_disconnect(self, conn: Connection) -> None:
+        """Synchronous cleanup when the connection ends (subscriptions, answer slots)."""
+        ...
+
+
+def error_from_exception(exc: BaseException, context: str) -> JsonRpcError:
+    """The one exception-to-wire boundary (ARCHITECTURE.md invariant 5). Cancellation and
+    process-level exceptions propagate; typed errors pass through; anything else is a bug:
+    logged with its traceback and answered -32603."""
+    if isinstance(exc, BaseExceptionGroup):
+        cancelled, rest = exc.split((trio.Cancelled, KeyboardInterrupt, SystemExit))
+        if cancelled is not None:
+            raise exc
+        assert rest is not None
+        typed, _ = rest.split(JsonRpcError)
+        if typed is not None and len(typed.exceptions) == len(rest.exceptions) == 1:
+            first = typed.exceptions[0]
+            return error_from_exception(first, context)
+    elif isinstance(exc, (trio.Cancelled, KeyboardInterrupt, SystemExit)):
+        raise exc
+    elif isinstance(exc, JsonRpcError):
+        return exc
+    log.error("internal error in %s", context, exc_info=exc)
+    return InternalError("Internal error", kind="internal")
+
+
+@attrs.define(eq=False)
+class Connection:
+    transport: Transport
+    handler: RequestHandler
+    max_inflight: int = 128
+    outbound_limit: int = 1024
+    id: int = attrs.field(factory=lambda: next(_connection_ids))
+    initialized: bool = False
+    client_name: str | None = None
+    opt_out: frozenset[str] = frozenset()
+    close_code: int = CLOSE_NORMAL
+    close_reason: str = ""
+    inflight: int = 0
+    _cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    _send: trio.MemorySendChannel[str] = attrs.field(init=False)
+    _recv: trio.MemoryReceiveChannel[str] = attrs.field(init=False)
+    _drained: trio.Event = attrs.Factory(trio.Event)
+    _idle: trio.Event = attrs.Factory(trio.Event)
+    _closed: bool = False
+    _enqueued: int = 0  # messages accepted into the outbound channel
+    _written: int = 0  # messages the transport has finished writing
+
+    def __attrs_post_init__(self) -> None:
+        capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
+        self._send, self._recv = trio.open_memory_channel[str](capacity)
+        self._idle.set()
+
+    # --- outbound -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def send_nowait(self, text: str) -> bool:
+        """Queue one encoded message. Never waits. On a websocket whose queue is full the
+        connection is a slow consumer: it is closed (1008) and False is returned."""
+        if self._closed:
+            return False
+        try:
+            self._send.send_nowait(text)
+            self._enqueued += 1
+        except trio.WouldBlock:
+            log.warning("connection %d is a slow consumer; closing it", self.id)
+            self.close(CLOSE_POLICY, "slow consumer")
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    async def wait_writable(self) -> None:
+        """Backpressure for transports that apply it (stdio): wait while more than the
+        outbound limit is queued. Returns at once for every other transport."""
+        while (
+            self.transport.applies_backpressure
+            and not self._closed
+            and self.queued > self.outbound_limit
+        ):
+            await self._drained.wait()
+
+    def wants(self, method: str) -> bool:
+        """Whether a notification `method` may be sent to this connection (§3)."""
+        return self.initialized and not self._closed and method not in self.opt_out
+
+    def notify(self, method: str, params: Any) -> bool:
+        if not self.wants(method):
+            return False
+        return self.send_nowait(jsonrpc.encode_notification(method, params))
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """End the connection: cancel its scope (its tasks end) and close the transport."""
+        if not self._closed:
+            self._closed = True
+            self.close_code, self.close_reason = code, reason
+        self._cancel_scope.cancel()
+
+    async def _outbound(self) -> None:
+        async with self._recv:
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                try:
+                    await self.transport.send_all(batch)
+                except TransportClosed:
+                    self.close(CLOSE_GOING_AWAY, "peer gone")
+                    return
+                self._written += len(batch)
+                self._drained.set()
+                self._drained = trio.Event()
+
+    async def _flush(self) -> None:
+        """Wait until everything queued so far has been written by the transport."""
+        target = self._enqueued
+        while self._written < target and not self._closed:
+            await self._drained.wait()
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def _inbound(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                text = await self.transport.receive()
+            except FrameTooLarge as exc:
+                self.send_nowait(
+                    jsonrpc.encode_error(None, errors.message_too_large(exc.size, exc.limit))
+                )
+                continue
+            except TransportClosed:
+                break
+            self._on_frame(text, nursery)
+        # End of input. Where the write side still works (stdio), answer what is in
+        # flight and flush before ending; otherwise the peer is gone.
+        if self.transport.half_close:
+            with trio.move_on_after(EOF_DRAIN_SECONDS):
+                await self._idle.wait()
+                await self._flush()
+        self.close(CLOSE_NORMAL, "end of input")
+
+    def _on_frame(self, text: str, nursery: trio.Nursery) -> None:
+        event = jsonrpc.decode(text, KNOWN_METHODS)
+        if isinstance(event, Request):
+            self._on_request(event, nursery)
+        elif isinstance(event, Notification):
+            if event.method not in CLIENT_NOTIFICATIONS:
+                log.info("ignoring notification %r from connection %d", event.method, self.id)
+        elif isinstance(event, Response | ErrorResponse):
+            if event.id is None:
+                log.info("connection %d sent an error without id: %r", self.id, event.error)
+            else:
+                self.handler.on_client_response(self, event)
+        else:
+            assert isinstance(event, Invalid)
+            self.send_nowait(jsonrpc.encode_error(event.id, event.error))
+
+    def _on_request(self, req: Request, nursery: trio.Nursery) -> None:
+        spec = METHODS[req.method]
+        if req.method == "initialize":
+            self._initialize(req)
+            return
+        if spec.needs_init and not self.initialized:
+            self.send_nowait(jsonrpc.encode_error(req.id, errors.not_initialized()))
+            return
+        if self.inflight >= self.max_inflight:
+            self.send_nowait(jsonrpc.encode_error(req.id, errors.overloaded()))
+            return
+        self.inflight += 1
+        self._idle = trio.Event() if self.inflight == 1 else self._idle
+        nursery.start_soon(self._run_request, req, spec.params, name=f"request {req.method}")
+
+    def _initialize(self, req: Request) -> None:
+        try:
+            if self.initialized:
+                raise errors.already_initialized()
+            params = structure_params(req.params, InitializeParams)
+            result = self.handler.initialize(self, params)
+        except BaseException as exc:
+            self.send_nowait(jsonrpc.encode_error(req.id, error_from_exception(exc, "initialize")))
+            return
+        caps = params.capabilities
+        self.opt_out = frozenset(caps.opt_out_notification_methods if caps else ())
+        self.client_name = params.client_info.name
+        # Marked initialized and answered in one step: no notification can come first.
+        self.send_nowait(jsonrpc.encode_response(req.id, unstructure(result)))
+        self.initialized = True
+
+    async def _run_request(self, req: Request, params_type: type) -> None:
+        try:
+            try:
+                params: Any = structure_params(req.params, params_type)
+                result = await self.handler.handle(self, req.method, params)
+                text = jsonrpc.encode_response(req.id, unstructure(result))
+            except BaseException as exc:
+                text = jsonrpc.encode_error(req.id, error_from_exception(exc, req.method))
+            await self.wait_writable()
+            self.send_nowait(text)
+        finally:
+            self.inflight -= 1
+            if self.inflight == 0:
+                self._idle.set()
+
+    # --- life ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve this connection until the peer goes or `close()` is called."""
+        try:
+            with self._cancel_scope:
+                if self._closed:
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._outbound, name=f"outbound {self.id}")
+                    nursery.start_soon(self._inbound, nursery, name=f"inbound {self.id}")
+                    nursery.start_soon(self._keepalive, name=f"keepalive {self.id}")
+        finally:
+            self._closed = True
+            self._send.close()
+            self.handler.on_disconnect(self)
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.transport.aclose(self.close_code, self.close_reason)
+
+    async def _keepalive(self) -> None:
+        try:
+            await self.transport.keepalive()
+        except TransportClosed:
+            self.close(CLOSE_GOING_AWAY, "peer gone")
+
+    def statistics(self) -> dict[str, int]:
+        return {"inflight": self.inflight, "queued": self.queued}

@@ -1,0 +1,159 @@
+"""websocket transport (trio-websocket): one JSON-RPC message per text frame.
+
+`serve` does the HTTP-level checks before any JSON-RPC: Origin (403) and bearer token
+(401, constant-time compare), then hands each accepted socket to `on_connection`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import trio
+import trio_websocket
+
+from appserver.transports.base import TransportClosed
+
+log = logging.getLogger("appserver.websocket")
+
+PING_INTERVAL = 30.0
+PING_TIMEOUT = 30.0
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_listen_host(host: str) -> None:
+    """Only IP literals and `localhost` are accepted (PROTOCOL.md §2.1)."""
+    if host == "localhost":
+        return
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError(f"invalid listen host {host!r}: use an IP literal or localhost") from None
+
+
+class WebSocketTransport:
+    kind = "websocket"
+    applies_backpressure = False
+    half_close = False
+
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        *,
+        ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
+    ) -> None:
+        self._ws = ws
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+
+    async def receive(self) -> str:
+        while True:
+            try:
+                message = await self._ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                reason = exc.reason
+                code = reason.code if reason is not None else None
+                text = (reason.reason or "") if reason is not None else ""
+                raise TransportClosed(
+                    f"websocket closed: {code} {text}".strip(), code=code
+                ) from exc
+            if isinstance(message, str):
+                return message
+            log.info("ignoring a binary frame of %d bytes", len(message))
+
+    async def send_all(self, frames: Sequence[str]) -> None:
+        try:
+            for frame in frames:
+                await self._ws.send_message(frame)
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
+            raise TransportClosed("websocket closed") from exc
+
+    async def keepalive(self) -> None:
+        while True:
+            await trio.sleep(self._ping_interval)
+            try:
+                with trio.move_on_after(self._ping_timeout) as scope:
+                    await self._ws.ping()
+            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
+                raise TransportClosed("websocket closed") from exc
+            if scope.cancelled_caught:
+                raise TransportClosed("peer did not answer a ping")
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            await self._ws.aclose(code, reason or None)
+        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError):
+            pass
+        finally:
+            # trio-websocket (0.12) returns from aclose() early when the connection
+            # already has a close reason (e.g. after it sent 1009 itself) and then never
+            # closes the TCP stream, so neither peer's socket is released. The server
+            # should close TCP first (RFC 6455 §7.1.1); do it explicitly.
+            close_stream = getattr(self._ws, "_close_stream", None)
+            if close_stream is not None:
+                await close_stream()
+
+
+def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def serve(
+    host: str,
+    port: int,
+    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    *,
+    handler_nursery: trio.Nursery,
+    allowed_origins: Sequence[str] = (),
+    token: str | None = None,
+    max_message_bytes: int,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on host:port until cancelled; reports the bound port through task_status."""
+    expected = f"Bearer {token}".encode() if token is not None else None
+    origins = frozenset(allowed_origins)
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        origin = _header(request, b"origin")
+        if origin is not None and origin not in origins:
+            log.warning("refused websocket from origin %r", origin)
+            await request.reject(403, body=b"origin not allowed\n")
+            return
+        if expected is not None:
+            given = (_header(request, b"authorization") or "").encode("latin-1")
+            if not hmac.compare_digest(given, expected):
+                log.warning("refused websocket with a missing or wrong bearer token")
+                await request.reject(401, body=b"unauthorized\n")
+                return
+        ws = await request.accept()
+        await on_connection(WebSocketTransport(ws))
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            partial(
+                trio_websocket.serve_websocket,
+                handler,
+                host.strip("[]"),
+                port,
+                None,
+                handler_nursery=handler_nursery,
+                max_message_size=max_message_bytes,
+                message_queue_size=4,
+            )
+        )
+        task_status.started(server.port)

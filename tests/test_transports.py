@@ -1,0 +1,162 @@
+"""Transports: line framing (unit, in-memory streams), stdio and websocket end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from appserver.client import connect_websocket, spawn_stdio
+from appserver.server import Server, ServerConfig, open_server
+from appserver.transports.base import FrameTooLarge, TransportClosed
+from appserver.transports.lines import LineTransport
+
+TIMEOUT = 15
+
+
+async def test_line_transport_framing_and_oversize_lines() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    transport = LineTransport(server_stream, server_stream, max_bytes=10)
+    await client_stream.send_all(b'{"a":1}\r\n\n{"b"')
+    await client_stream.send_all(b":2}\n" + b"x" * 25)
+    await client_stream.send_all(b"y" * 5 + b'\n{"c":3}\n' + b"z" * 11 + b"\n{}")
+    await client_stream.send_eof()
+    with trio.fail_after(TIMEOUT):
+        assert await transport.receive() == '{"a":1}'
+        assert await transport.receive() == '{"b":2}'
+        with pytest.raises(FrameTooLarge) as info:
+            await transport.receive()
+        assert info.value.size == 30
+        assert await transport.receive() == '{"c":3}'
+        with pytest.raises(FrameTooLarge):
+            await transport.receive()
+        assert await transport.receive() == "{}"  # last line without newline
+        with pytest.raises(TransportClosed):
+            await transport.receive()
+
+
+async def test_line_transport_writes_one_line_per_frame() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    transport = LineTransport(server_stream, server_stream, max_bytes=100)
+    await transport.send_all(["{}", '{"é":1}'])
+    data = await client_stream.receive_some(100)
+    assert data == '{}\n{"é":1}\n'.encode()
+
+
+async def test_stdio_oversized_line_is_answered_and_connection_continues() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with spawn_stdio(["--in-memory", "--max-message-bytes", "2000"]) as client:
+            await client.send_raw(
+                '{"id":1,"method":"initialize","params":{"x":"' + "a" * 5000 + '"}}'
+            )
+            err = await client.next_notification()
+            assert err["id"] is None and err["error"]["code"] == -32600
+            assert err["error"]["data"]["kind"] == "messageTooLarge"
+            await client.send_raw('{"id":2,"method":"x"\xff}')  # invalid UTF-8 on the wire
+            err = await client.next_notification()
+            assert err["error"]["code"] == -32700
+            result = await client.initialize("after")
+            assert result["userAgent"].endswith("(after/0)")
+        assert client.process is not None and client.process.returncode == 0
+
+
+async def test_stdio_overload_beyond_max_inflight() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with spawn_stdio(["--in-memory", "--max-inflight", "2"]) as client:
+            await client.initialize("busy")
+            lines = [
+                json.dumps({"jsonrpc": "2.0", "id": 100 + i, "method": "thread/list"})
+                for i in range(3)
+            ]
+            await client.send_raw("\n".join(lines))  # one write: all three arrive together
+            answers = [await client.next_notification() for _ in range(3)]
+            by_id = {a["id"]: a for a in answers}
+            assert by_id[102]["error"]["code"] == -32001
+            assert by_id[102]["error"]["message"] == "Server overloaded; retry later."
+            assert by_id[102]["error"]["data"]["kind"] == "overloaded"
+            assert by_id[100]["error"]["code"] != -32001
+
+
+async def upgrade_status(url: str, token: str | None = None, origin: str | None = None) -> int:
+    """Send a raw websocket upgrade request; return the HTTP status of the answer."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    headers = [
+        "GET / HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if token is not None:
+        headers.append(f"Authorization: Bearer {token}")
+    if origin is not None:
+        headers.append(f"Origin: {origin}")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(("\r\n".join(headers) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.fixture
+async def ws_server(tmp_path: Path, nursery: trio.Nursery) -> tuple[Server, str]:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    config = ServerConfig(
+        ws_token_file=token, allow_origins=("https://ok.example",), max_message_bytes=4096
+    )
+    server: Server = await nursery.start(_serve, config)
+    port = await nursery.start(server.serve_websocket, "127.0.0.1", 0)
+    return server, f"ws://127.0.0.1:{port}"
+
+
+async def _serve(config: ServerConfig, *, task_status: trio.TaskStatus[Server]) -> None:
+    async with open_server(config) as server:
+        task_status.started(server)
+        await trio.sleep_forever()
+
+
+async def test_websocket_token_and_origin_checks(ws_server: tuple[Server, str]) -> None:
+    _, url = ws_server
+    with trio.fail_after(TIMEOUT):
+        for kwargs, status in [
+            ({}, 401),
+            ({"token": "wrong"}, 401),
+            ({"token": "s3cret", "origin": "https://evil.example"}, 403),
+            ({"token": "s3cret"}, 101),
+        ]:
+            assert await upgrade_status(url, **kwargs) == status
+        async with connect_websocket(url, token="s3cret", origin="https://ok.example") as client:
+            assert (await client.initialize("ok"))["userAgent"].endswith("(ok/0)")
+
+
+async def test_websocket_oversized_frame_closes_1009_binary_is_ignored(
+    ws_server: tuple[Server, str],
+) -> None:
+    server, url = ws_server
+    with trio.fail_after(TIMEOUT):
+        async with connect_websocket(url, token="s3cret") as raw:
+            await raw.send_raw(b"\x00\x01binary")  # type: ignore[arg-type]
+            assert (await raw.initialize("b"))["userAgent"].endswith("(b/0)")
+            await raw.send_raw("x" * 10_000)
+            await raw.wait_closed()
+            assert raw.close_code == 1009
+        # Other clients are unaffected.
+        async with connect_websocket(url, token="s3cret") as client:
+            await client.initialize("other")
+        assert server.statistics()["connections"] <= 1
+
+
+async def test_non_loopback_websocket_without_token_is_refused() -> None:
+    async with open_server(ServerConfig()) as server, trio.open_nursery() as nursery:
+        with pytest.raises(ValueError, match="without --ws-token-file"):
+            await nursery.start(server.serve_websocket, "0.0.0.0", 0)

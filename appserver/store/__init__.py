@@ -1,0 +1,38 @@
+"""Thread storage: the ThreadStore protocol, an in-memory store and the SQLite store."""
+
+from __future__ import annotations
+
+from appserver.store.base import (
+    InvalidCursor,
+    ListQuery,
+    SortKey,
+    StoreError,
+    ThreadNotStored,
+    ThreadRecord,
+    ThreadStore,
+    TurnRecord,
+    TurnStatus,
+)
+from appserver.store.errors import AlreadyStored, StoreClosed, StoreOpenError, TurnNotStored
+from appserver.store.memory import MemoryStore
+from appserver.store.sqlite import SCHEMA_VERSION, SqliteStore, open_sqlite_store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlreadyStored",
+    "InvalidCursor",
+    "ListQuery",
+    "MemoryStore",
+    "SortKey",
+    "SqliteStore",
+    "StoreClosed",
+    "StoreError",
+    "StoreOpenError",
+    "ThreadNotStored",
+    "ThreadRecord",
+    "ThreadStore",
+    "TurnNotStored",
+    "TurnRecord",
+    "TurnStatus",
+    "open_sqlite_store",
+]

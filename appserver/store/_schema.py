@@ -1,0 +1,121 @@
+"""The SQLite schema, as numbered migrations recorded in ``schema_migrations(version)``.
+
+Add a migration by appending ``(next_version, (statements...))`` to ``MIGRATIONS``;
+never edit a released one. Each migration runs in its own transaction at open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Final
+
+from appserver.store.errors import StoreOpenError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_V1: Final = (
+    # One row: the global change sequence (bumped by every updated_at change) and the
+    # highest sequence whose history has been pruned (older cursors are expired).
+    """CREATE TABLE store_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        change_seq INTEGER NOT NULL,
+        pruned_seq INTEGER NOT NULL
+    )""",
+    "INSERT INTO store_state (id, change_seq, pruned_seq) VALUES (1, 0, 0)",
+    # Only the columns list walks filter on: rows stay small, so a filtered walk through
+    # many rows touches few pages. Settings (maybe KBs of instructions) live apart.
+    """CREATE TABLE threads (
+        id TEXT PRIMARY KEY NOT NULL,
+        preview TEXT NOT NULL,
+        name TEXT,
+        model_provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        archived INTEGER NOT NULL CHECK (archived IN (0, 1)),
+        key_seq INTEGER NOT NULL DEFAULT 0,
+        preview_fold TEXT NOT NULL,
+        name_fold TEXT
+    )""",
+    """CREATE TABLE thread_settings (
+        thread_id TEXT PRIMARY KEY NOT NULL REFERENCES threads (id),
+        settings TEXT NOT NULL
+    )""",
+    # The trailing columns let a filtered walk test rows without reading the table.
+    "CREATE INDEX threads_created ON threads (archived, created_at, id, preview_fold, name_fold)",
+    "CREATE INDEX threads_updated ON threads "
+    "(archived, updated_at, id, key_seq, preview_fold, name_fold)",
+    "CREATE INDEX threads_cwd_created ON threads (archived, cwd, created_at, id)",
+    "CREATE INDEX threads_cwd_updated ON threads (archived, cwd, updated_at, id)",
+    # (thread_id, the updated_at it had before change `seq`, wall time of the change)
+    """CREATE TABLE thread_history (
+        seq INTEGER PRIMARY KEY,
+        thread_id TEXT NOT NULL REFERENCES threads (id),
+        old_updated_at INTEGER NOT NULL,
+        recorded_at REAL NOT NULL
+    )""",
+    "CREATE INDEX thread_history_thread ON thread_history (thread_id, seq)",
+    "CREATE INDEX thread_history_age ON thread_history (recorded_at)",
+    """CREATE TABLE turns (
+        seq INTEGER PRIMARY KEY,
+        thread_id TEXT NOT NULL REFERENCES threads (id),
+        id TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('inProgress', 'completed', 'interrupted', 'failed')),
+        error TEXT,
+        UNIQUE (thread_id, id)
+    )""",
+    "CREATE INDEX turns_by_thread ON turns (thread_id, seq)",
+    "CREATE INDEX turns_running ON turns (status) WHERE status = 'inProgress'",
+    """CREATE TABLE items (
+        seq INTEGER PRIMARY KEY,
+        turn_seq INTEGER NOT NULL REFERENCES turns (seq),
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        UNIQUE (turn_seq, id)
+    )""",
+    "CREATE INDEX items_by_turn ON items (turn_seq, seq)",
+)
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1),)
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
+
+
+def migrate(conn: sqlite3.Connection, path: object) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; return the version it had before.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    (before,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    if before > SCHEMA_VERSION:
+        raise StoreOpenError(
+            f"the store at {path} has schema version {before}, newer than this "
+            f"appserver supports ({SCHEMA_VERSION})"
+        )
+    for version, statements in MIGRATIONS:
+        if version <= before:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
+            if done.fetchone() is not None:  # another process got there first
+                conn.execute("ROLLBACK")
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (version, int(time.time())),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return int(before)

@@ -1,0 +1,284 @@
+"""``MemoryStore``: the ThreadStore kept in dicts (``--in-memory`` and embedding).
+
+Semantics match :class:`appserver.store.sqlite.SqliteStore` exactly, including list
+filters, ordering, cursors (same format, same updated_at history scheme; see that module)
+and errors. Values go in and out through a JSON round trip, so callers never share
+mutable state with the store and see what SQLite would give back. Listing costs
+O(threads) per page, which is fine for the thread counts an in-memory server holds.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import time
+from typing import Any
+
+import attrs
+import trio
+
+from appserver.store.base import (
+    _UNSET,
+    InvalidCursor,
+    ListQuery,
+    ThreadNotStored,
+    ThreadRecord,
+    TurnRecord,
+    TurnStatus,
+)
+from appserver.store.cursor import (
+    DEFAULT_HISTORY_RETENTION_SECONDS,
+    Cursor,
+    clone_json,
+    decode_cursor,
+    encode_cursor,
+    fold,
+    item_id,
+)
+from appserver.store.errors import AlreadyStored, StoreClosed, TurnNotStored
+
+__all__ = ["MemoryStore"]
+
+
+@attrs.define
+class _Turn:
+    id: str
+    status: TurnStatus
+    error: dict[str, Any] | None = None
+    items: dict[str, dict[str, Any]] = attrs.Factory(dict)
+
+
+@attrs.define
+class _Thread:
+    record: ThreadRecord
+    key_seq: int = 0  # change seq of the last updated_at change (0: none)
+    history: list[tuple[int, int]] = attrs.Factory(list)  # (seq, previous updated_at)
+    turns: dict[str, _Turn] = attrs.Factory(dict)
+
+    def updated_at_as_of(self, snapshot: int) -> int:
+        if self.key_seq <= snapshot:
+            return self.record.updated_at
+        for seq, previous in self.history:
+            if seq > snapshot:
+                return previous
+        return self.record.updated_at  # unreachable while the history is intact
+
+
+def _copy_thread(record: ThreadRecord) -> ThreadRecord:
+    return attrs.evolve(record, settings=clone_json(record.settings))
+
+
+def _matches(record: ThreadRecord, query: ListQuery) -> bool:
+    if record.archived != query.archived:
+        return False
+    if query.cwd is not None and record.cwd != query.cwd:
+        return False
+    if query.model_providers and record.model_provider not in query.model_providers:
+        return False
+    if query.search_term:
+        term = fold(query.search_term)
+        if term not in fold(record.preview) and (
+            record.name is None or term not in fold(record.name)
+        ):
+            return False
+    return True
+
+
+class MemoryStore:
+    """A ThreadStore in memory; see the module docstring."""
+
+    def __init__(
+        self, *, history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS
+    ) -> None:
+        self._retention = history_retention_seconds
+        self._threads: dict[str, _Thread] = {}
+        self._seq = 0  # global change sequence (bumped by every updated_at change)
+        self._pruned_seq = 0  # history rows with seq <= this are forgotten
+        self._log: collections.deque[tuple[int, str, float]] = collections.deque()
+        self._closed = False
+
+    async def _enter(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise StoreClosed("the memory store is closed")
+
+    def _thread(self, thread_id: str) -> _Thread:
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            raise ThreadNotStored(f"thread {thread_id} is not stored")
+        return thread
+
+    def _turn(self, thread_id: str, turn_id: str) -> _Turn:
+        turn = self._thread(thread_id).turns.get(turn_id)
+        if turn is None:
+            raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
+        return turn
+
+    def _set_updated_at(self, thread: _Thread, updated_at: int) -> None:
+        previous = thread.record.updated_at
+        if updated_at == previous:
+            return
+        self._seq += 1
+        thread.history.append((self._seq, previous))
+        thread.key_seq = self._seq
+        thread.record.updated_at = updated_at
+        self._log.append((self._seq, thread.record.id, time.time()))
+        self._prune(self._retention)
+
+    def _prune(self, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        pruned = 0
+        while self._log and self._log[0][2] < cutoff:
+            seq, thread_id, _ = self._log.popleft()
+            history = self._threads[thread_id].history
+            if history and history[0][0] == seq:
+                del history[0]
+            self._pruned_seq = max(self._pruned_seq, seq)
+            pruned += 1
+        return pruned
+
+    # -- threads ---------------------------------------------------------------------
+
+    async def create_thread(self, record: ThreadRecord) -> None:
+        await self._enter()
+        if record.id in self._threads:
+            raise AlreadyStored(f"thread {record.id} is already stored")
+        self._threads[record.id] = _Thread(record=_copy_thread(record))
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        await self._enter()
+        thread = self._threads.get(thread_id)
+        return None if thread is None else _copy_thread(thread.record)
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        *,
+        name: str | None = _UNSET,
+        preview: str = _UNSET,
+        updated_at: int = _UNSET,
+        archived: bool = _UNSET,
+        settings: dict[str, Any] = _UNSET,
+    ) -> None:
+        await self._enter()
+        thread = self._thread(thread_id)
+        new_settings = thread.record.settings if settings is _UNSET else clone_json(settings)
+        if name is not _UNSET:
+            thread.record.name = name
+        if preview is not _UNSET:
+            thread.record.preview = preview
+        if archived is not _UNSET:
+            thread.record.archived = bool(archived)
+        thread.record.settings = new_settings
+        if updated_at is not _UNSET:
+            self._set_updated_at(thread, updated_at)
+
+    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+        await self._enter()
+        cursor = None if query.cursor is None else decode_cursor(query.cursor, query.sort_key)
+        snapshot = self._seq
+        if cursor is not None:
+            if cursor.snapshot > self._seq:
+                raise InvalidCursor("invalid cursor: not issued by this store")
+            if query.sort_key == "updated_at" and cursor.snapshot < self._pruned_seq:
+                raise InvalidCursor("invalid cursor: expired, start paging again")
+            snapshot = cursor.snapshot
+        after = None if cursor is None else (cursor.key, cursor.id)
+        rows: list[tuple[int, str, ThreadRecord]] = []
+        for thread in self._threads.values():
+            record = thread.record
+            if not _matches(record, query):
+                continue
+            if query.sort_key == "created_at":
+                key = record.created_at
+            else:
+                key = thread.updated_at_as_of(snapshot)
+            if after is not None and (key, record.id) >= after:
+                continue
+            rows.append((key, record.id, record))
+        limit = max(1, query.limit)
+        top = heapq.nlargest(limit + 1, rows, key=lambda row: (row[0], row[1]))
+        page = [_copy_thread(record) for _, _, record in top[:limit]]
+        next_cursor = None
+        if len(top) > limit:
+            key, last_id, _ = top[limit - 1]
+            next_cursor = encode_cursor(
+                Cursor(sort_key=query.sort_key, key=key, id=last_id, snapshot=snapshot)
+            )
+        return page, next_cursor
+
+    # -- turns and items -------------------------------------------------------------
+
+    async def start_turn(
+        self, thread_id: str, turn_id: str, *, updated_at: int, preview: str | None = None
+    ) -> None:
+        await self._enter()
+        thread = self._thread(thread_id)
+        if turn_id in thread.turns:
+            raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
+        thread.turns[turn_id] = _Turn(id=turn_id, status="inProgress")
+        if preview is not None:
+            thread.record.preview = preview
+        self._set_updated_at(thread, updated_at)
+
+    async def put_item(self, thread_id: str, turn_id: str, item: dict[str, Any]) -> None:
+        await self._enter()
+        key = item_id(item)
+        stored = clone_json(item)
+        # assigning to an existing key keeps the item's original position
+        self._turn(thread_id, turn_id).items[key] = stored
+
+    async def finish_turn(
+        self,
+        thread_id: str,
+        turn_id: str,
+        *,
+        status: TurnStatus,
+        error: dict[str, Any] | None,
+        updated_at: int,
+    ) -> None:
+        await self._enter()
+        turn = self._turn(thread_id, turn_id)
+        stored_error = None if error is None else clone_json(error)
+        turn.status = status
+        turn.error = stored_error
+        self._set_updated_at(self._threads[thread_id], updated_at)
+
+    async def get_turns(self, thread_id: str) -> list[TurnRecord]:
+        await self._enter()
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            return []
+        return [
+            TurnRecord(
+                id=turn.id,
+                thread_id=thread_id,
+                status=turn.status,
+                error=clone_json(turn.error),
+                items=[clone_json(item) for item in turn.items.values()],
+            )
+            for turn in thread.turns.values()
+        ]
+
+    # -- maintenance -----------------------------------------------------------------
+
+    async def interrupt_running_turns(self) -> int:
+        """Mark every ``inProgress`` turn ``interrupted``; return how many changed."""
+        await self._enter()
+        changed = 0
+        for thread in self._threads.values():
+            for turn in thread.turns.values():
+                if turn.status == "inProgress":
+                    turn.status = "interrupted"
+                    changed += 1
+        return changed
+
+    async def prune_history(self, max_age_seconds: float | None = None) -> int:
+        """Forget updated_at history older than ``max_age_seconds`` (default: the
+        retention); return how many entries went. Cursors older than that may expire."""
+        await self._enter()
+        return self._prune(self._retention if max_age_seconds is None else max_age_seconds)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._closed = True

@@ -1,0 +1,454 @@
+"""``SqliteStore``: the ThreadStore in one SQLite file (WAL, ``synchronous=NORMAL``).
+
+Concurrency: every SQLite call runs in a worker thread (``trio.to_thread.run_sync``). One
+writer connection, serialized by a ``CapacityLimiter(1)``, runs each write as one
+``BEGIN IMMEDIATE`` transaction; a separate read-only connection (own limiter) serves
+reads, each in one read transaction, so a read never waits for a write. A write that has
+started in its thread always finishes (cancellation only stops it from starting).
+
+Layout (``_schema``): threads, turns and items are rows; turns are ordered by their
+insertion seq within the thread, items by insertion seq within the turn, and
+``put_item`` upserts on (turn, item id), so a rewritten item keeps its place. Settings,
+items and errors are JSON text; settings sit in their own table so thread rows stay
+small. At open any turn left ``inProgress`` (by a process that died) becomes
+``interrupted``.
+
+thread/list (``_sqlite_list``) is keyset-paginated on (sort key, id) descending through
+the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key, id)``: a page is one
+index range walk of about ``limit`` entries whatever its depth; no OFFSET, no sort.
+``searchTerm`` (substring of the casefolded preview/name columns) and
+``modelProviders`` filter entries during the walk, so a rare term walks further (the
+fold columns are in the index so that walk does not read the table: ~8 ms for a 0.1%
+term at 100k threads).
+
+Stable cursors. ``created_at`` never changes, so plain keyset paging neither repeats nor
+skips. ``updated_at`` does change, so every change of a thread's ``updated_at`` bumps a
+global ``change_seq`` and appends ``(seq, thread_id, previous updated_at)`` to
+``thread_history``; the thread row keeps the seq of its last change (``key_seq``). The
+first page records the current ``change_seq`` (the snapshot ``S``) in its cursor, and
+every later page orders each thread by its updated_at *as of S*: the current value if
+``key_seq <= S``, else the ``previous updated_at`` of its first history entry after
+``S`` (threads created after S count with the updated_at they were created with). A
+page is the merge of two keyset queries: unchanged threads via the index, and changed
+ones via the history rows after S. So the whole walk follows one frozen order, and no
+thread that existed at S is repeated or skipped. Filters (archived, name/preview
+search) apply to the current state: a thread archived mid-walk leaves an unarchived
+listing. History older than ``history_retention_seconds`` (default 24 h) is pruned; an
+updated_at cursor whose needed history is gone raises ``InvalidCursor`` ("expired"), so a
+walk is guaranteed stable for at least 24 h. Cost of a later page grows with the number
+of updates since S (one history scan), which is small for any realistic walk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final, TypeVar
+
+import trio
+
+from appserver.store._schema import SCHEMA_VERSION, migrate
+from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
+from appserver.store.base import (
+    _UNSET,
+    ListQuery,
+    StoreError,
+    ThreadNotStored,
+    ThreadRecord,
+    TurnRecord,
+    TurnStatus,
+)
+from appserver.store.cursor import (
+    DEFAULT_HISTORY_RETENTION_SECONDS,
+    decode_cursor,
+    dump_json,
+    fold,
+    item_id,
+)
+from appserver.store.errors import AlreadyStored, StoreClosed, StoreOpenError, TurnNotStored
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite_store"]
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+INSERT_THREAD_SQL: Final = (
+    "INSERT INTO threads (id, preview, name, model_provider, model, cwd, created_at, "
+    "updated_at, archived, preview_fold, name_fold) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+INSERT_SETTINGS_SQL: Final = "INSERT INTO thread_settings (thread_id, settings) VALUES (?, ?)"
+
+
+def thread_params(record: ThreadRecord) -> Row:
+    """``INSERT_THREAD_SQL`` parameters for ``record`` (``INSERT_SETTINGS_SQL`` takes
+    ``(record.id, dump_json(record.settings))``)."""
+    return (
+        record.id,
+        record.preview,
+        record.name,
+        record.model_provider,
+        record.model,
+        record.cwd,
+        record.created_at,
+        record.updated_at,
+        int(record.archived),
+        fold(record.preview),
+        None if record.name is None else fold(record.name),
+    )
+
+
+def _connect(path: pathlib.Path, *, read_only: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+    try:
+        if not read_only:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise StoreOpenError(f"cannot put the store at {path} in WAL mode ({mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteStore:
+    """A ThreadStore in an SQLite file; open it with :func:`open_sqlite_store`."""
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        *,
+        history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+    ) -> None:
+        self.path = path
+        self.history_retention_seconds = history_retention_seconds
+        #: how many ``inProgress`` turns the open turned ``interrupted``
+        self.interrupted_at_open = 0
+        self._writer: sqlite3.Connection | None = writer
+        self._reader: sqlite3.Connection | None = reader
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(
+        cls,
+        path: pathlib.Path,
+        *,
+        history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+    ) -> SqliteStore:
+        """Open (creating and migrating if needed) the store at ``path``; prefer
+        :func:`open_sqlite_store`, which also closes it."""
+        path = pathlib.Path(path)
+
+        def connect() -> SqliteStore:
+            writer = _connect(path, read_only=False)
+            try:
+                migrate(writer, path)
+                reader = _connect(path, read_only=True)
+            except BaseException:
+                writer.close()
+                raise
+            return cls(path, writer, reader, history_retention_seconds=history_retention_seconds)
+
+        try:
+            store = await trio.to_thread.run_sync(connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
+        try:
+            store.interrupted_at_open = await store.interrupt_running_turns()
+            await store.prune_history()
+        except BaseException as exc:
+            await store.aclose()
+            if isinstance(exc, StoreError) and not isinstance(exc, StoreOpenError):
+                raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
+            raise
+        return store
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _run(
+        self, conn: sqlite3.Connection | None, begin: str, fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """Run ``fn(conn)`` in one transaction (in a worker thread)."""
+        if conn is None:
+            raise StoreClosed(f"the store at {self.path} is closed")
+        try:
+            conn.execute(begin)
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"store at {self.path}: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise StoreError(f"store at {self.path}: text is not valid Unicode") from exc
+        return result
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(
+            lambda: self._run(self._writer, "BEGIN IMMEDIATE", fn), limiter=self._write_limiter
+        )
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(
+            lambda: self._run(self._reader, "BEGIN", fn), limiter=self._read_limiter
+        )
+
+    def _updated_at(self, conn: sqlite3.Connection, thread_id: str) -> int:
+        row = conn.execute("SELECT updated_at FROM threads WHERE id = ?", (thread_id,)).fetchone()
+        if row is None:
+            raise ThreadNotStored(f"thread {thread_id} is not stored")
+        return int(row[0])
+
+    def _turn_seq(self, conn: sqlite3.Connection, thread_id: str, turn_id: str) -> int:
+        row = conn.execute(
+            "SELECT seq FROM turns WHERE thread_id = ? AND id = ?", (thread_id, turn_id)
+        ).fetchone()
+        if row is None:
+            self._updated_at(conn, thread_id)
+            raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
+        return int(row[0])
+
+    def _touch(self, conn: sqlite3.Connection, thread_id: str, old: int, new: int) -> None:
+        """Set updated_at, recording the change in the cursor history."""
+        if new == old:
+            return
+        conn.execute("UPDATE store_state SET change_seq = change_seq + 1 WHERE id = 1")
+        (seq,) = conn.execute("SELECT change_seq FROM store_state WHERE id = 1").fetchone()
+        conn.execute(
+            "INSERT INTO thread_history (seq, thread_id, old_updated_at, recorded_at) "
+            "VALUES (?, ?, ?, ?)",
+            (seq, thread_id, old, time.time()),
+        )
+        conn.execute(
+            "UPDATE threads SET updated_at = ?, key_seq = ? WHERE id = ?", (new, seq, thread_id)
+        )
+        self._prune(conn, self.history_retention_seconds)
+
+    @staticmethod
+    def _prune(conn: sqlite3.Connection, max_age_seconds: float) -> int:
+        cutoff = time.time() - max_age_seconds
+        oldest = conn.execute("SELECT recorded_at FROM thread_history ORDER BY seq LIMIT 1")
+        row = oldest.fetchone()
+        if row is None or row[0] >= cutoff:
+            return 0
+        (last,) = conn.execute(
+            "SELECT max(seq) FROM thread_history INDEXED BY thread_history_age "
+            "WHERE recorded_at < ?",
+            (cutoff,),
+        ).fetchone()
+        deleted = conn.execute("DELETE FROM thread_history WHERE seq <= ?", (last,)).rowcount
+        conn.execute("UPDATE store_state SET pruned_seq = max(pruned_seq, ?) WHERE id = 1", (last,))
+        return int(deleted)
+
+    # -- threads ---------------------------------------------------------------------
+
+    async def create_thread(self, record: ThreadRecord) -> None:
+        params = thread_params(record)
+
+        settings = dump_json(record.settings)
+
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute(INSERT_THREAD_SQL, params).rowcount == 0:
+                raise AlreadyStored(f"thread {record.id} is already stored")
+            conn.execute(INSERT_SETTINGS_SQL, (record.id, settings))
+
+        await self._write(write)
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        def read(conn: sqlite3.Connection) -> ThreadRecord | None:
+            sql = f"SELECT {COLUMNS} FROM threads t WHERE t.id = ?"
+            row = conn.execute(sql, (thread_id,)).fetchone()
+            return None if row is None else thread_from_row(row)
+
+        return await self._read(read)
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        *,
+        name: str | None = _UNSET,
+        preview: str = _UNSET,
+        updated_at: int = _UNSET,
+        archived: bool = _UNSET,
+        settings: dict[str, Any] = _UNSET,
+    ) -> None:
+        sets: list[str] = []
+        params: list[Any] = []
+        if name is not _UNSET:
+            sets.append("name = ?, name_fold = ?")
+            params += [name, None if name is None else fold(name)]
+        if preview is not _UNSET:
+            sets.append("preview = ?, preview_fold = ?")
+            params += [preview, fold(preview)]
+        if archived is not _UNSET:
+            sets.append("archived = ?")
+            params.append(int(archived))
+        settings_json = None if settings is _UNSET else dump_json(settings)
+
+        def write(conn: sqlite3.Connection) -> None:
+            old = self._updated_at(conn, thread_id)
+            if sets:
+                sql = f"UPDATE threads SET {', '.join(sets)} WHERE id = ?"
+                conn.execute(sql, (*params, thread_id))
+            if settings_json is not None:
+                conn.execute(
+                    "UPDATE thread_settings SET settings = ? WHERE thread_id = ?",
+                    (settings_json, thread_id),
+                )
+            if updated_at is not _UNSET:
+                self._touch(conn, thread_id, old, updated_at)
+
+        await self._write(write)
+
+    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+        cursor = None if query.cursor is None else decode_cursor(query.cursor, query.sort_key)
+        return await self._read(lambda conn: list_page(conn, query, cursor))
+
+    # -- turns and items -------------------------------------------------------------
+
+    async def start_turn(
+        self, thread_id: str, turn_id: str, *, updated_at: int, preview: str | None = None
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            old = self._updated_at(conn, thread_id)
+            inserted = conn.execute(
+                "INSERT INTO turns (thread_id, id, status) VALUES (?, ?, 'inProgress') "
+                "ON CONFLICT (thread_id, id) DO NOTHING",
+                (thread_id, turn_id),
+            )
+            if inserted.rowcount == 0:
+                raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
+            if preview is not None:
+                conn.execute(
+                    "UPDATE threads SET preview = ?, preview_fold = ? WHERE id = ?",
+                    (preview, fold(preview), thread_id),
+                )
+            self._touch(conn, thread_id, old, updated_at)
+
+        await self._write(write)
+
+    async def put_item(self, thread_id: str, turn_id: str, item: dict[str, Any]) -> None:
+        key = item_id(item)
+        body = dump_json(item)
+
+        def write(conn: sqlite3.Connection) -> None:
+            turn_seq = self._turn_seq(conn, thread_id, turn_id)
+            conn.execute(
+                "INSERT INTO items (turn_seq, id, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (turn_seq, id) DO UPDATE SET body = excluded.body",
+                (turn_seq, key, body),
+            )
+
+        await self._write(write)
+
+    async def finish_turn(
+        self,
+        thread_id: str,
+        turn_id: str,
+        *,
+        status: TurnStatus,
+        error: dict[str, Any] | None,
+        updated_at: int,
+    ) -> None:
+        error_json = None if error is None else dump_json(error)
+
+        def write(conn: sqlite3.Connection) -> None:
+            turn_seq = self._turn_seq(conn, thread_id, turn_id)
+            conn.execute(
+                "UPDATE turns SET status = ?, error = ? WHERE seq = ?",
+                (status, error_json, turn_seq),
+            )
+            self._touch(conn, thread_id, self._updated_at(conn, thread_id), updated_at)
+
+        await self._write(write)
+
+    async def get_turns(self, thread_id: str) -> list[TurnRecord]:
+        def read(conn: sqlite3.Connection) -> list[TurnRecord]:
+            turns: dict[int, TurnRecord] = {}
+            for seq, turn_id, status, error, body in conn.execute(
+                "SELECT t.seq, t.id, t.status, t.error, i.body FROM turns t "
+                "LEFT JOIN items i ON i.turn_seq = t.seq "
+                "WHERE t.thread_id = ? ORDER BY t.seq, i.seq",
+                (thread_id,),
+            ):
+                turn = turns.get(seq)
+                if turn is None:
+                    error_value = None if error is None else json.loads(error)
+                    turn = turns[seq] = TurnRecord(
+                        id=turn_id, thread_id=thread_id, status=status, error=error_value
+                    )
+                if body is not None:
+                    turn.items.append(json.loads(body))
+            return list(turns.values())
+
+        return await self._read(read)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    async def interrupt_running_turns(self) -> int:
+        """Mark every ``inProgress`` turn ``interrupted``; return how many changed."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            sql = "UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress'"
+            return int(conn.execute(sql).rowcount)
+
+        return await self._write(write)
+
+    async def prune_history(self, max_age_seconds: float | None = None) -> int:
+        """Forget updated_at history older than ``max_age_seconds`` (default: the
+        retention); return how many entries went. Cursors older than that may expire."""
+        age = self.history_retention_seconds if max_age_seconds is None else max_age_seconds
+        return await self._write(lambda conn: self._prune(conn, age))
+
+    async def aclose(self) -> None:
+        """Close both connections (idempotent; waits for the running call, if any)."""
+
+        def close_reader() -> None:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()
+
+        def close_writer() -> None:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    writer.execute("PRAGMA optimize")
+                writer.close()  # the last connection: checkpoints and removes the WAL
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(close_reader, limiter=self._read_limiter)
+            await trio.to_thread.run_sync(close_writer, limiter=self._write_limiter)
+
+
+@contextlib.asynccontextmanager
+async def open_sqlite_store(
+    path: pathlib.Path,
+    *,
+    history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+) -> AsyncIterator[SqliteStore]:
+    """Open the store at ``path`` (the full file path, e.g. DATA_DIR/appserver.sqlite3),
+    creating and migrating it as needed, and close it on exit.
+
+    Raises :class:`~appserver.store.errors.StoreOpenError` naming the path if the file
+    cannot be opened (missing or unwritable directory, not a database, too new a schema).
+    """
+    store = await SqliteStore.open(path, history_retention_seconds=history_retention_seconds)
+    try:
+        yield store
+    finally:
+        await store.aclose()

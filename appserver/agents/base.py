@@ -1,0 +1,72 @@
+"""What an agent backend sees: the AgentBackend protocol and the TurnContext emit API.
+
+Items are plain wire-form dicts (see PROTOCOL.md §4.5). The thread behind a TurnContext
+stores, tracks and fans out everything an agent emits; the agent only describes its work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+ApprovalDecision = Literal["accept", "acceptForSession", "decline", "cancel", "error"]
+ApprovalKind = Literal["commandExecution", "fileChange"]
+
+
+class TurnFailed(Exception):
+    """Raised by an agent to end the turn `failed` with this message (after an `error`
+    notification)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TurnCancelled(Exception):
+    """Raised by an agent to end the turn `interrupted` (an approval answered `cancel`)."""
+
+
+class TurnContext(Protocol):
+    @property
+    def thread_id(self) -> str: ...
+    @property
+    def turn_id(self) -> str: ...
+    @property
+    def cwd(self) -> str: ...
+    @property
+    def approval_policy(self) -> str: ...  # untrusted | on-failure | on-request | never
+    @property
+    def sandbox(self) -> str: ...  # read-only | workspace-write | danger-full-access
+    @property
+    def session_approvals(self) -> set[str]: ...
+
+    """Keys approved with acceptForSession while the thread stays loaded (agent-defined)."""
+
+    def new_item_id(self) -> str: ...
+
+    async def item_started(self, item: dict[str, Any]) -> None: ...
+    async def item_completed(self, item: dict[str, Any]) -> None: ...
+    async def agent_message_delta(self, item_id: str, delta: str) -> None: ...
+    async def reasoning_summary_delta(
+        self, item_id: str, delta: str, summary_index: int = 0
+    ) -> None: ...
+    async def command_output_delta(self, item_id: str, delta: str) -> None: ...
+    async def file_change_output_delta(self, item_id: str, delta: str) -> None: ...
+
+    async def request_approval(
+        self, kind: ApprovalKind, params: dict[str, Any]
+    ) -> ApprovalDecision: ...
+
+    """Ask the thread's subscribers. `params` is the request's params without threadId /
+    turnId (the context adds them). Returns the decision; "error" means the client answered
+    with a JSON-RPC error."""
+
+
+class AgentBackend(Protocol):
+    name: str
+
+    async def run_turn(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
+        """Do the turn's work, emitting items through `ctx`. Return normally to complete
+        the turn; raise TurnFailed / TurnCancelled to end it otherwise. Cancellation
+        (turn/interrupt) arrives as trio.Cancelled and must propagate."""
+        ...

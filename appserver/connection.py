@@ -37,14 +37,32 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 
 
+@attrs.define(eq=False)
+class RequestContext:
+    """One request being handled. A handler may `respond()` itself, to queue its response
+    in the same synchronous step as other effects (e.g. a subscription, PROTOCOL.md
+    §5.2) or before effects that must follow it (e.g. a broadcast)."""
+
+    connection: Connection
+    request_id: jsonrpc.RequestId
+    responded: bool = False
+
+    def respond(self, result: Any) -> None:
+        if self.responded:
+            raise RuntimeError(f"request {self.request_id!r} answered twice")
+        self.responded = True
+        self.connection.send_nowait(jsonrpc.encode_response(self.request_id, unstructure(result)))
+
+
 class RequestHandler(Protocol):
     def initialize(self, conn: Connection, params: InitializeParams) -> Any:
         """Synchronous: validate and answer initialize (the connection marks itself
         initialized in the same step, so no notification can precede the response)."""
         ...
 
-    async def handle(self, conn: Connection, method: str, params: Any) -> Any:
-        """Run one initialized request with typed params; return the result."""
+    async def handle(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        """Run one initialized request with typed params; return the result (ignored
+        when the handler answered with `ctx.respond`)."""
         ...
 
     def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
@@ -250,13 +268,20 @@ class Connection:
         self.initialized = True
 
     async def _run_request(self, req: Request, params_type: type) -> None:
+        ctx = RequestContext(self, req.id)
         try:
             try:
                 params: Any = structure_params(req.params, params_type)
-                result = await self.handler.handle(self, req.method, params)
+                result = await self.handler.handle(ctx, req.method, params)
+                if ctx.responded:
+                    return
                 text = jsonrpc.encode_response(req.id, unstructure(result))
             except BaseException as exc:
-                text = jsonrpc.encode_error(req.id, error_from_exception(exc, req.method))
+                error = error_from_exception(exc, req.method)
+                if ctx.responded:
+                    log.error("%s failed after answering: %r", req.method, error)
+                    return
+                text = jsonrpc.encode_error(req.id, error)
             await self.wait_writable()
             self.send_nowait(text)
         finally:
@@ -288,6 +313,12 @@ class Connection:
             await self.transport.keepalive()
         except TransportClosed:
             self.close(CLOSE_GOING_AWAY, "peer gone")
+
+    async def aclose(self, code: int, reason: str, flush_timeout: float = 2.0) -> None:
+        """Close after writing what is already queued (e.g. at shutdown, §8.8)."""
+        with trio.move_on_after(flush_timeout):
+            await self._flush()
+        self.close(code, reason)
 
     def statistics(self) -> dict[str, int]:
         return {"inflight": self.inflight, "queued": self.queued}

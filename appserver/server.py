@@ -18,6 +18,10 @@ import trio
 from appserver import jsonrpc
 from appserver.connection import CLOSE_GOING_AWAY, Connection
 from appserver.handlers import Handlers
+from appserver.store.base import ThreadStore
+from appserver.store.memory import MemoryStore
+from appserver.store.sqlite import open_sqlite_store
+from appserver.threads.registry import Registry, open_registry
 from appserver.transports import websocket
 from appserver.transports.base import Transport
 from appserver.transports.lines import LineTransport
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("appserver.server")
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+STORE_FILE = "appserver.sqlite3"
+CONNECTION_FLUSH_SECONDS = 2.0
 
 
 def default_data_dir() -> Path:
@@ -67,13 +73,17 @@ class ServerConfig:
 @attrs.define(eq=False)
 class Server:
     config: ServerConfig
-    handlers: Handlers
+    store: ThreadStore
     _conn_nursery: trio.Nursery
     _token: str | None
+    registry: Registry = attrs.field(init=False)
+    handlers: Handlers = attrs.field(init=False)
     _connections: set[Connection] = attrs.Factory(set)
     _listener_scopes: set[trio.CancelScope] = attrs.Factory(set)
     _shutting_down: bool = False
+    _shutdown_started: bool = False
     _shutdown_done: trio.Event = attrs.Factory(trio.Event)
+    _fast: trio.Event = attrs.Factory(trio.Event)
 
     # --- connections --------------------------------------------------------------------
 
@@ -134,7 +144,6 @@ class Server:
                     max_message_bytes=self.config.max_message_bytes,
                     task_status=task_status,
                 )
-                await trio.sleep_forever()
             finally:
                 self._listener_scopes.discard(scope)
 
@@ -166,13 +175,37 @@ class Server:
     # --- shutdown -----------------------------------------------------------------------
 
     async def shutdown(self, *, graceful: bool = True) -> None:
-        """PROTOCOL.md §8.8: stop accepting, let turns finish (graceful) for up to
-        shutdown_timeout, interrupt the rest, close every connection (1001)."""
+        """PROTOCOL.md §8.8: stop accepting connections, let running turns finish for up
+        to shutdown_timeout (graceful) or interrupt them at once, store them interrupted,
+        close every connection (websocket 1001). A later call with graceful=False cuts a
+        graceful shutdown short; every call returns when shutdown is complete."""
+        if not graceful:
+            self._fast.set()
+        if self._shutdown_started:
+            await self._shutdown_done.wait()
+            return
+        self._shutdown_started = True
         self._shutting_down = True
         for scope in list(self._listener_scopes):
             scope.cancel()
-        for conn in list(self._connections):
-            conn.close(CLOSE_GOING_AWAY, "server shutting down")
+        timeout = 0.0 if self._fast.is_set() else self.config.shutdown_timeout
+        async with trio.open_nursery() as nursery:
+
+            async def cut_short() -> None:
+                await self._fast.wait()
+                registry_scope.cancel()
+
+            nursery.start_soon(cut_short)
+            with trio.CancelScope() as registry_scope:
+                await self.registry.shutdown(grace=timeout)
+            if registry_scope.cancelled_caught:
+                await self.registry.shutdown(grace=0)
+            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            for conn in list(self._connections):
+                nursery.start_soon(
+                    conn.aclose, CLOSE_GOING_AWAY, "server shutting down", CONNECTION_FLUSH_SECONDS
+                )
         self._shutdown_done.set()
 
     def statistics(self) -> dict[str, Any]:
@@ -180,6 +213,7 @@ class Server:
             "connections": len(self._connections),
             "listeners": len(self._listener_scopes),
             "inflight": sum(c.inflight for c in self._connections),
+            **self.registry.statistics(),
         }
 
 
@@ -188,13 +222,33 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
     """Run a server for the duration of the block; leaving it shuts down (§8.8)."""
     config = config or ServerConfig()
     token = config.read_token()
-    codex_home = ":memory:" if config.data_dir is None else str(config.data_dir.resolve())
-    handlers = Handlers(codex_home=codex_home)
-    async with trio.open_nursery() as conn_nursery:
-        server = Server(config, handlers, conn_nursery, token)
+    async with _open_store(config) as store, trio.open_nursery() as conn_nursery:
+        server = Server(config, store, conn_nursery, token)
+        async with open_registry(
+            store, server.broadcast, idle_unload_seconds=config.idle_unload_seconds
+        ) as registry:
+            server.registry = registry
+            codex_home = ":memory:" if config.data_dir is None else str(config.data_dir.resolve())
+            server.handlers = Handlers(
+                codex_home=codex_home, store=store, registry=registry, broadcast=server.broadcast
+            )
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown()
+                conn_nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _open_store(config: ServerConfig) -> AsyncIterator[ThreadStore]:
+    if config.data_dir is None:
+        memory = MemoryStore()
         try:
-            yield server
+            yield memory
         finally:
-            with trio.CancelScope(shield=True):
-                await server.shutdown()
-            conn_nursery.cancel_scope.cancel()
+            await memory.aclose()
+        return
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_sqlite_store(config.data_dir / STORE_FILE) as sqlite:
+        yield sqlite

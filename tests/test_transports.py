@@ -77,7 +77,7 @@ async def test_stdio_overload_beyond_max_inflight() -> None:
             assert by_id[102]["error"]["code"] == -32001
             assert by_id[102]["error"]["message"] == "Server overloaded; retry later."
             assert by_id[102]["error"]["data"]["kind"] == "overloaded"
-            assert by_id[100]["error"]["code"] != -32001
+            assert "result" in by_id[100] and "result" in by_id[101]
 
 
 async def upgrade_status(url: str, token: str | None = None, origin: str | None = None) -> int:

@@ -1,0 +1,164 @@
+"""One loaded thread: its record, running turn, subscribers, pending approvals, status.
+
+Every state change and the choice of who receives the resulting message happen in one
+synchronous step (ARCHITECTURE.md invariant 1); callers persist *before* calling in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from appserver import jsonrpc
+from appserver.jsonrpc import RequestId
+from appserver.store.base import ThreadRecord, ThreadStore
+from appserver.threads import objects
+from appserver.threads.subscriber import Subscriber
+
+_generations = itertools.count(1)
+
+Broadcast = Callable[[str, Any], None]
+
+# Item fields that accumulate deltas while an item is in progress.
+TEXT_FIELDS = {
+    "agentMessage": "text",
+    "commandExecution": "aggregatedOutput",
+}
+
+
+@attrs.define(eq=False)
+class PendingApproval:
+    id: RequestId
+    method: str
+    params: dict[str, Any]
+    text: str  # the encoded request, re-sent verbatim on rejoin
+    turn_id: str
+    item_id: str
+    recipients: set[int] = attrs.Factory(set)
+    done: trio.Event = attrs.Factory(trio.Event)
+    decision: str | None = None  # None: settled with no decision (§7.4)
+
+
+@attrs.define(eq=False)
+class ActiveTurn:
+    id: str
+    input: list[dict[str, Any]]
+    cwd: str
+    approval_policy: str
+    sandbox: str
+    model: str
+    cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    done: trio.Event = attrs.Factory(trio.Event)
+    # Items in the order they started; the latest known state of each.
+    items: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    # Streamed text of in-progress items (joined on demand: no quadratic concatenation).
+    parts: dict[str, list[str]] = attrs.Factory(dict)
+    summary_parts: dict[str, dict[int, list[str]]] = attrs.Factory(dict)
+    completed: set[str] = attrs.Factory(set)
+
+    def live_item(self, item_id: str) -> dict[str, Any]:
+        """An item as it stands now, streamed text included."""
+        item = self.items[item_id]
+        if item_id in self.completed:
+            return item
+        current = dict(item)
+        field = TEXT_FIELDS.get(item.get("type", ""))
+        parts = self.parts.get(item_id)
+        if field is not None and parts:
+            current[field] = (item.get(field) or "") + "".join(parts)
+        summaries = self.summary_parts.get(item_id)
+        if summaries:
+            summary = list(item.get("summary") or [])
+            for index, chunks in sorted(summaries.items()):
+                while len(summary) <= index:
+                    summary.append("")
+                summary[index] += "".join(chunks)
+            current["summary"] = summary
+        return current
+
+    def snapshot(self) -> dict[str, Any]:
+        items = [self.live_item(item_id) for item_id in self.items]
+        return objects.turn_object(self.id, "inProgress", None, items)
+
+
+@attrs.define(eq=False)
+class LoadedThread:
+    record: ThreadRecord
+    store: ThreadStore
+    broadcast: Broadcast
+    ephemeral: bool = False
+    generation: int = attrs.Factory(lambda: next(_generations))
+    subscribers: dict[int, Subscriber] = attrs.Factory(dict)
+    turn: ActiveTurn | None = None
+    pending: dict[RequestId, PendingApproval] = attrs.Factory(dict)
+    last_failed: bool = False
+    status_sent: dict[str, Any] = attrs.Factory(lambda: dict(objects.IDLE))
+    closing: bool = False
+    closed: trio.Event = attrs.Factory(trio.Event)
+    session_approvals: set[str] = attrs.Factory(set)
+    finished_turns: int = 0  # bumps when a turn's final state is stored
+    idle_scope: trio.CancelScope | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    # --- status (§4.2) ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        if self.turn is not None or self.pending:
+            waiting = any(p.method.endswith("/requestApproval") for p in self.pending.values())
+            return objects.active(waiting_on_approval=waiting)
+        if self.last_failed:
+            return dict(objects.SYSTEM_ERROR)
+        return dict(objects.IDLE)
+
+    def refresh_status(self) -> None:
+        """Broadcast `thread/status/changed` if, and only if, the status really changed."""
+        if self.closing:
+            return  # closing ends with one notLoaded change (§8.4)
+        status = self.status()
+        if status != self.status_sent:
+            self.status_sent = status
+            self.broadcast("thread/status/changed", {"threadId": self.id, "status": status})
+
+    def thread_object(self, turns: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return objects.thread_object(
+            self.record, self.status(), ephemeral=self.ephemeral, turns=turns
+        )
+
+    # --- fan-out (§8.1) -----------------------------------------------------------------
+
+    def publish(self, method: str, params: Any) -> None:
+        """Send a notification to this thread's subscribers, encoded once."""
+        text: str | None = None
+        for sub in list(self.subscribers.values()):
+            if sub.wants(method):
+                if text is None:
+                    text = jsonrpc.encode_notification(method, params)
+                sub.send_nowait(text)
+
+    async def after_publish(self) -> None:
+        """What a producer does after every event: wait for subscribers that apply
+        backpressure (stdio), then reach a checkpoint so outbound tasks keep pace."""
+        for sub in list(self.subscribers.values()):
+            await sub.wait_writable()
+        await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
+
+    def subscribe(self, sub: Subscriber) -> None:
+        self.subscribers[sub.id] = sub
+
+    def unsubscribe(self, sub_id: int) -> bool:
+        removed = self.subscribers.pop(sub_id, None) is not None
+        for pending in self.pending.values():
+            pending.recipients.discard(sub_id)
+        return removed
+
+    @property
+    def unloadable(self) -> bool:
+        """No subscriber, no running turn, no pending request (§8.3)."""
+        return not self.subscribers and self.turn is None and not self.pending

@@ -1,0 +1,235 @@
+"""Running one turn: the TurnContext the agent emits through, and the turn's ending.
+
+The turn task belongs to the registry's nursery; its cancel scope lives on the ActiveTurn
+so `turn/interrupt` cancels exactly that turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from appserver.agents.base import (
+    AgentBackend,
+    ApprovalDecision,
+    ApprovalKind,
+    TurnCancelled,
+    TurnFailed,
+)
+from appserver.threads import objects
+from appserver.threads.loaded import ActiveTurn, LoadedThread
+
+log = logging.getLogger("appserver.turn")
+
+AskApproval = Callable[[LoadedThread, ActiveTurn, ApprovalKind, dict[str, Any]], Awaitable[str]]
+# Settles a turn's pending requests with no decision; returns the ids of their items.
+SettleTurnRequests = Callable[[LoadedThread, ActiveTurn], set[str]]
+
+FINISH_TIMEOUT = 30.0
+
+
+class TurnRunner:
+    """The TurnContext of one turn (see appserver.agents.base)."""
+
+    def __init__(self, thread: LoadedThread, turn: ActiveTurn, ask: AskApproval) -> None:
+        self._thread = thread
+        self._turn = turn
+        self._ask = ask
+
+    @property
+    def thread_id(self) -> str:
+        return self._thread.id
+
+    @property
+    def turn_id(self) -> str:
+        return self._turn.id
+
+    @property
+    def cwd(self) -> str:
+        return self._turn.cwd
+
+    @property
+    def approval_policy(self) -> str:
+        return self._turn.approval_policy
+
+    @property
+    def sandbox(self) -> str:
+        return self._turn.sandbox
+
+    @property
+    def session_approvals(self) -> set[str]:
+        return self._thread.session_approvals
+
+    def new_item_id(self) -> str:
+        return objects.uuid7()
+
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        return {"threadId": self._thread.id, "turnId": self._turn.id, **extra}
+
+    def _check_open(self, item_id: str) -> None:
+        if item_id not in self._turn.items or item_id in self._turn.completed:
+            raise RuntimeError(f"item {item_id} is not in progress")
+
+    async def item_started(self, item: dict[str, Any]) -> None:
+        item_id = item["id"]
+        if item_id in self._turn.items:
+            raise RuntimeError(f"item {item_id} started twice")
+        self._turn.items[item_id] = item
+        self._thread.publish("item/started", self._params(item=item))
+        await self._thread.after_publish()
+
+    async def item_completed(self, item: dict[str, Any]) -> None:
+        item_id = item["id"]
+        self._check_open(item_id)
+        await self._thread.store.put_item(self._thread.id, self._turn.id, item)
+        self._turn.items[item_id] = item
+        self._turn.completed.add(item_id)
+        self._turn.parts.pop(item_id, None)
+        self._turn.summary_parts.pop(item_id, None)
+        self._thread.publish("item/completed", self._params(item=item))
+        await self._thread.after_publish()
+
+    async def _delta(self, method: str, item_id: str, delta: str, **extra: Any) -> None:
+        self._check_open(item_id)
+        self._turn.parts.setdefault(item_id, []).append(delta)
+        self._thread.publish(method, self._params(itemId=item_id, delta=delta, **extra))
+        await self._thread.after_publish()
+
+    async def agent_message_delta(self, item_id: str, delta: str) -> None:
+        await self._delta("item/agentMessage/delta", item_id, delta)
+
+    async def reasoning_summary_delta(
+        self, item_id: str, delta: str, summary_index: int = 0
+    ) -> None:
+        self._check_open(item_id)
+        chunks = self._turn.summary_parts.setdefault(item_id, {})
+        chunks.setdefault(summary_index, []).append(delta)
+        self._thread.publish(
+            "item/reasoning/summaryTextDelta",
+            self._params(itemId=item_id, delta=delta, summaryIndex=summary_index),
+        )
+        await self._thread.after_publish()
+
+    async def command_output_delta(self, item_id: str, delta: str) -> None:
+        await self._delta("item/commandExecution/outputDelta", item_id, delta)
+
+    async def file_change_output_delta(self, item_id: str, delta: str) -> None:
+        self._check_open(item_id)
+        self._thread.publish(
+            "item/fileChange/outputDelta", self._params(itemId=item_id, delta=delta)
+        )
+        await self._thread.after_publish()
+
+    async def request_approval(
+        self, kind: ApprovalKind, params: dict[str, Any]
+    ) -> ApprovalDecision:
+        self._check_open(params["itemId"])
+        decision = await self._ask(self._thread, self._turn, kind, params)
+        return decision  # type: ignore[return-value]
+
+
+def _outcome(exc: BaseException) -> tuple[str, str | None]:
+    """How an agent's exception ends the turn: (status, error message)."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _outcome(exc.exceptions[0])
+    if isinstance(exc, TurnFailed):
+        return "failed", exc.message
+    if isinstance(exc, TurnCancelled):
+        return "interrupted", None
+    log.error("agent error", exc_info=exc)
+    return "failed", f"internal error in the agent: {type(exc).__name__}"
+
+
+async def run_turn(
+    thread: LoadedThread,
+    turn: ActiveTurn,
+    agent: AgentBackend,
+    user_item: dict[str, Any],
+    ask: AskApproval,
+    settle: SettleTurnRequests,
+) -> None:
+    """The whole life of one turn, from `turn/started` to `turn/completed` (§6 order)."""
+    status, message = "completed", None
+    runner = TurnRunner(thread, turn, ask)
+    with turn.cancel_scope:
+        thread.refresh_status()
+        params = {"threadId": thread.id}
+        thread.publish(
+            "turn/started", {**params, "turn": objects.turn_object(turn.id, "inProgress")}
+        )
+        turn.items[user_item["id"]] = user_item
+        turn.completed.add(user_item["id"])
+        thread.publish("item/started", {**params, "turnId": turn.id, "item": user_item})
+        thread.publish("item/completed", {**params, "turnId": turn.id, "item": user_item})
+        await thread.after_publish()
+        try:
+            await agent.run_turn(runner, turn.input)
+        except (trio.Cancelled, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[0] is not None:
+                raise
+            status, message = _outcome(exc)
+    if turn.cancel_scope.cancelled_caught:
+        status, message = "interrupted", None
+    with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT):
+        await finish_turn(thread, turn, status, message, settle)
+
+
+async def finish_turn(
+    thread: LoadedThread,
+    turn: ActiveTurn,
+    status: str,
+    message: str | None,
+    settle: SettleTurnRequests,
+) -> None:
+    """End a turn: settle its pending requests, complete every started item, store the
+    final state, then announce it (§6, §7.4, §8.6)."""
+    try:
+        waiting = settle(thread, turn)  # serverRequest/resolved for each, before item/completed
+        for item_id in list(turn.items):
+            if item_id in turn.completed:
+                continue
+            item = turn.live_item(item_id)
+            if item.get("status") == "inProgress":
+                # A command or write that was waiting for approval ends declined (§7.4);
+                # one that was cut off while running ends failed.
+                item["status"] = "declined" if item_id in waiting else "failed"
+            await _store_quietly(thread.store.put_item(thread.id, turn.id, item))
+            turn.items[item_id] = item
+            turn.completed.add(item_id)
+            thread.publish(
+                "item/completed", {"threadId": thread.id, "turnId": turn.id, "item": item}
+            )
+        error = objects.turn_error(message or "") if status == "failed" else None
+        ts = objects.now()
+        await _store_quietly(
+            thread.store.finish_turn(thread.id, turn.id, status=status, error=error, updated_at=ts)  # type: ignore[arg-type]
+        )
+        if error is not None:
+            thread.publish(
+                "error",
+                {"error": error, "willRetry": False, "threadId": thread.id, "turnId": turn.id},
+            )
+        thread.record.updated_at = ts
+        thread.turn = None
+        thread.last_failed = status == "failed"
+        thread.finished_turns += 1
+        thread.publish(
+            "turn/completed",
+            {"threadId": thread.id, "turn": objects.turn_object(turn.id, status, error)},
+        )
+        thread.refresh_status()
+    finally:
+        thread.turn = None if thread.turn is turn else thread.turn
+        turn.done.set()
+
+
+async def _store_quietly(write: Awaitable[None]) -> None:
+    try:
+        await write
+    except Exception:
+        log.exception("could not store the end of a turn")

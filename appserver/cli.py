@@ -18,6 +18,7 @@ import trio
 
 from appserver._version import __version__
 from appserver.server import ServerConfig, default_data_dir, open_server
+from appserver.store.base import StoreError
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
 
 log = logging.getLogger("appserver")
@@ -236,13 +237,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"appserver: error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"appserver: error: unusable data dir: {exc}", file=sys.stderr)
+        return 2
     except BaseExceptionGroup as group:
-        usage, rest = group.split(UsageError)
+        usage, rest = group.split((UsageError, StoreError))
         if usage is not None:
             first: BaseException = usage
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
-            print(f"appserver: error: {first}", file=sys.stderr)
+            prefix = "unusable data dir: " if isinstance(first, StoreError) else ""
+            print(f"appserver: error: {prefix}{first}", file=sys.stderr)
             return 2
         if rest is not None:
             raise rest from None

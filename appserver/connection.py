@@ -29,6 +29,9 @@ log = logging.getLogger("appserver.connection")
 KNOWN_METHODS = frozenset(METHODS)
 MAX_BATCH = 512  # frames written per outbound wake-up
 EOF_DRAIN_SECONDS = 5.0
+# A websocket write that has not completed for this long means the peer stopped reading:
+# producers stop pacing themselves to it, its queue fills and it is dropped (§2.3).
+STALL_SECONDS = 1.0
 
 _connection_ids = itertools.count(1)
 
@@ -116,6 +119,7 @@ class Connection:
     _closed: bool = False
     _enqueued: int = 0  # messages accepted into the outbound channel
     _written: int = 0  # messages the transport has finished writing
+    _write_started: float | None = None  # trio time the write in progress began
 
     def __attrs_post_init__(self) -> None:
         capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
@@ -148,15 +152,27 @@ class Connection:
             return False
         return True
 
+    @property
+    def stalled(self) -> bool:
+        """The peer has stopped draining: a write has been stuck for STALL_SECONDS."""
+        started = self._write_started
+        return started is not None and trio.current_time() - started > STALL_SECONDS
+
     async def wait_writable(self) -> None:
-        """Backpressure for transports that apply it (stdio): wait while more than the
-        outbound limit is queued. Returns at once for every other transport."""
-        while (
-            self.transport.applies_backpressure
-            and not self._closed
-            and self.queued > self.outbound_limit
-        ):
-            await self._drained.wait()
+        """Where producers pace themselves after each event (§2.3).
+
+        stdio (backpressure): wait while more than the outbound limit is queued.
+        websocket: enqueueing never waits, but while this peer's socket is draining and
+        its queue is over half full, wait for the outbound task to catch up, so a client
+        that keeps reading is never a slow consumer. A peer whose socket stopped draining
+        is never waited for: its queue fills and it is dropped."""
+        if self.transport.applies_backpressure:
+            while not self._closed and self.queued > self.outbound_limit:
+                await self._drained.wait()
+            return
+        while not self._closed and self.queued > self.outbound_limit // 2 and not self.stalled:
+            with trio.move_on_after(STALL_SECONDS):
+                await self._drained.wait()
 
     def wants(self, method: str) -> bool:
         """Whether a notification `method` may be sent to this connection (§3)."""
@@ -183,11 +199,13 @@ class Connection:
                         batch.append(self._recv.receive_nowait())
                     except trio.WouldBlock:
                         break
+                self._write_started = trio.current_time()
                 try:
                     await self.transport.send_all(batch)
                 except TransportClosed:
                     self.close(CLOSE_GOING_AWAY, "peer gone")
                     return
+                self._write_started = None
                 self._written += len(batch)
                 self._drained.set()
                 self._drained = trio.Event()

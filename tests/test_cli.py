@@ -193,3 +193,12 @@ def test_layering_is_kept() -> None:
         loaded = set(done.stdout.split())
         bad = {m for m in loaded for f in forbidden if m == f or m.startswith(f + ".")}
         assert not bad, f"{package} imports {sorted(bad)}"
+
+
+def test_data_dir_with_a_corrupt_store_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "appserver.sqlite3").write_bytes(b"this is not a database" * 100)
+    done = run_cli("--listen", "ws://127.0.0.1:0", "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unusable data dir" in lines[0]
+    assert "appserver.sqlite3" in lines[0]

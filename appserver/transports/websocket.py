@@ -14,6 +14,8 @@ from functools import partial
 
 import trio
 import trio_websocket
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from appserver.transports.base import TransportClosed
 
@@ -57,6 +59,7 @@ class WebSocketTransport:
         self._ws = ws
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._writing = False  # a write was cut off mid-frame: no close handshake possible
 
     async def receive(self) -> str:
         while True:
@@ -74,10 +77,34 @@ class WebSocketTransport:
             log.info("ignoring a binary frame of %d bytes", len(message))
 
     async def send_all(self, frames: Sequence[str]) -> None:
+        """Write frames in order. All frames go out in ONE `send_all` on the socket: the
+        outbound task drains everything queued per wake-up, so a reading client keeps pace
+        with any producer (PROTOCOL.md §2.3). trio-websocket only sends one message per
+        call (each a checkpoint), so this encodes with its wsproto state under its stream
+        lock, exactly as its own `_send` does, and falls back to `send_message` if those
+        internals are ever missing."""
+        ws = self._ws
+        proto = getattr(ws, "_wsproto", None)
+        lock = getattr(ws, "_stream_lock", None)
+        stream = getattr(ws, "_stream", None)
         try:
-            for frame in frames:
-                await self._ws.send_message(frame)
-        except (trio_websocket.ConnectionClosed, trio.BrokenResourceError) as exc:
+            if proto is None or lock is None or stream is None or len(frames) == 1:
+                for frame in frames:
+                    await ws.send_message(frame)
+                return
+            if ws.closed is not None:
+                raise TransportClosed("websocket closed", code=ws.closed.code)
+            data = b"".join(proto.send(TextMessage(data=frame)) for frame in frames)
+            async with lock:
+                self._writing = True
+                await stream.send_all(data)
+                self._writing = False
+        except (
+            trio_websocket.ConnectionClosed,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            LocalProtocolError,
+        ) as exc:
             raise TransportClosed("websocket closed") from exc
 
     async def keepalive(self) -> None:
@@ -93,7 +120,8 @@ class WebSocketTransport:
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         try:
-            await self._ws.aclose(code, reason or None)
+            if not self._writing:  # after a cut-off frame a close frame would be garbage
+                await self._ws.aclose(code, reason or None)
         except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError):
             pass
         finally:

@@ -120,6 +120,7 @@ class Connection:
     _enqueued: int = 0  # messages accepted into the outbound channel
     _written: int = 0  # messages the transport has finished writing
     _write_started: float | None = None  # trio time the write in progress began
+    finished: trio.Event = attrs.Factory(trio.Event)  # run() has returned
 
     def __attrs_post_init__(self) -> None:
         capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
@@ -325,6 +326,7 @@ class Connection:
             self.handler.on_disconnect(self)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await self.transport.aclose(self.close_code, self.close_reason)
+            self.finished.set()
 
     async def _keepalive(self) -> None:
         try:

@@ -84,7 +84,7 @@ async def settings_of(p: t.ThreadSettingsParams) -> dict[str, Any]:
     if p.cwd is not None:
         settings["cwd"] = await checked_cwd(p.cwd, "cwd")
     if p.model_provider is not None:
-        checked_provider(p.model_provider)
+        settings["modelProvider"] = checked_provider(p.model_provider)
     return {k: v for k, v in settings.items() if v is not None}
 
 
@@ -183,7 +183,7 @@ class Handlers:
         ts = objects.now()
         record = ThreadRecord(
             id=objects.uuid7(),
-            model_provider=p.model_provider or DEFAULT_PROVIDER,
+            model_provider=settings.pop("modelProvider", DEFAULT_PROVIDER),
             model=settings.pop("model", DEFAULT_MODEL),
             cwd=settings.pop("cwd", self.default_cwd),
             created_at=ts,
@@ -203,13 +203,10 @@ class Handlers:
         thread_id = thread_id_of(p.thread_id)
         settings = await settings_of(p)
         thread, _ = await self.registry.load(thread_id)
-        record = thread.record
-        if p.model_provider is not None and p.model_provider != record.model_provider:
-            record.model_provider = p.model_provider
-            settings["modelProvider"] = p.model_provider
-        if settings:
-            record.settings = {**record.settings, **settings}
-            await thread.store.update_thread(thread_id, settings=record.settings)
+        # Later turns use them; a running turn keeps its own (§5.2).
+        update = objects.apply_settings(thread.record, settings)
+        if update:
+            await thread.store.update_thread(thread_id, **update)
         turns = await self.registry.snapshot_turns(thread)
         if thread.closing or self.registry.get(thread_id) is not thread:
             raise errors.thread_closing(thread_id)

@@ -201,11 +201,16 @@ class Server:
             if registry_scope.cancelled_caught:
                 await self.registry.shutdown(grace=0)
             nursery.cancel_scope.cancel()
+        connections = list(self._connections)
         async with trio.open_nursery() as nursery:
-            for conn in list(self._connections):
+            for conn in connections:
                 nursery.start_soon(
                     conn.aclose, CLOSE_GOING_AWAY, "server shutting down", CONNECTION_FLUSH_SECONDS
                 )
+        # Let each finish its close handshake while its websocket reader still runs.
+        with trio.move_on_after(CONNECTION_FLUSH_SECONDS + 2):
+            for conn in connections:
+                await conn.finished.wait()
         self._shutdown_done.set()
 
     def statistics(self) -> dict[str, Any]:

@@ -78,6 +78,9 @@ class ThreadStore(Protocol):
         updated_at: int = _UNSET,
         archived: bool = _UNSET,
         settings: dict[str, Any] = _UNSET,
+        cwd: str = _UNSET,
+        model: str = _UNSET,
+        model_provider: str = _UNSET,
     ) -> None: ...
 
     async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]: ...

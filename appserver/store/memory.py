@@ -159,6 +159,9 @@ class MemoryStore:
         updated_at: int = _UNSET,
         archived: bool = _UNSET,
         settings: dict[str, Any] = _UNSET,
+        cwd: str = _UNSET,
+        model: str = _UNSET,
+        model_provider: str = _UNSET,
     ) -> None:
         await self._enter()
         thread = self._thread(thread_id)
@@ -169,6 +172,12 @@ class MemoryStore:
             thread.record.preview = preview
         if archived is not _UNSET:
             thread.record.archived = bool(archived)
+        if cwd is not _UNSET:
+            thread.record.cwd = cwd
+        if model is not _UNSET:
+            thread.record.model = model
+        if model_provider is not _UNSET:
+            thread.record.model_provider = model_provider
         thread.record.settings = new_settings
         if updated_at is not _UNSET:
             self._set_updated_at(thread, updated_at)

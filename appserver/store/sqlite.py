@@ -286,6 +286,9 @@ class SqliteStore:
         updated_at: int = _UNSET,
         archived: bool = _UNSET,
         settings: dict[str, Any] = _UNSET,
+        cwd: str = _UNSET,
+        model: str = _UNSET,
+        model_provider: str = _UNSET,
     ) -> None:
         sets: list[str] = []
         params: list[Any] = []
@@ -298,6 +301,10 @@ class SqliteStore:
         if archived is not _UNSET:
             sets.append("archived = ?")
             params.append(int(archived))
+        for column, value in (("cwd", cwd), ("model", model), ("model_provider", model_provider)):
+            if value is not _UNSET:
+                sets.append(f"{column} = ?")
+                params.append(value)
         settings_json = None if settings is _UNSET else dump_json(settings)
 
         def write(conn: sqlite3.Connection) -> None:

@@ -35,13 +35,31 @@ def uuid7() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+RECORD_FIELDS = {"cwd": "cwd", "model": "model", "modelProvider": "model_provider"}
+
+
 def effective(record: ThreadRecord, key: str) -> Any:
-    """A thread setting, where later turn/resume overrides live in `settings`."""
-    if key == "cwd":
-        return record.settings.get("cwd", record.cwd)
-    if key == "model":
-        return record.settings.get("model", record.model)
-    return record.settings.get(key)
+    """A thread setting: cwd / model / modelProvider are record columns (thread/list
+    filters on them), the rest live in `settings`."""
+    field = RECORD_FIELDS.get(key)
+    return getattr(record, field) if field is not None else record.settings.get(key)
+
+
+def apply_settings(record: ThreadRecord, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply setting changes to `record` in memory; return the store update for them."""
+    update: dict[str, Any] = {}
+    settings = dict(record.settings)
+    for key, value in changes.items():
+        field = RECORD_FIELDS.get(key)
+        if field is not None:
+            setattr(record, field, value)
+            update[field] = value
+        else:
+            settings[key] = value
+    if settings != record.settings:
+        record.settings = settings
+        update["settings"] = settings
+    return update
 
 
 def thread_object(

@@ -77,8 +77,9 @@ class Registry:
         if not thread.unsubscribe(sub.id):
             return "notSubscribed"
         self._forget_subscription(sub.id, thread_id)
-        if not thread.subscribers and not thread.closing:
-            self.nursery.start_soon(self.close, thread)
+        if not thread.subscribers and self._begin_close(thread):
+            # Closing from this very step: a resume racing it gets threadClosing (§8.4).
+            self.nursery.start_soon(self._finish_close, thread, False)
         return "unsubscribed"
 
     def _forget_subscription(self, sub_id: int, thread_id: str) -> None:
@@ -190,27 +191,27 @@ class Registry:
             raise errors.thread_closing(thread.id)
         if thread.turn is not None:
             raise errors.turn_already_active(thread.id, thread.turn.id)
-        agent = get_backend(thread.record.model_provider)
+        record = thread.record
+        update = objects.apply_settings(record, settings)  # they apply to this turn too
+        agent = get_backend(record.model_provider)
         if agent is None:
             raise errors.InvalidRequest(
-                f"no agent backend for model provider {thread.record.model_provider!r}"
+                f"no agent backend for model provider {record.model_provider!r}"
             )
-        record = thread.record
         turn = ActiveTurn(
             id=objects.uuid7(),
             input=user_input,
-            cwd=objects.effective(record, "cwd"),
+            cwd=record.cwd,
             approval_policy=objects.effective(record, "approvalPolicy") or "on-request",
             sandbox=objects.effective(record, "sandbox") or "workspace-write",
-            model=objects.effective(record, "model"),
+            model=record.model,
         )
         thread.turn = turn  # reserved before any await: a second turn/start is refused
         try:
             ts = objects.now()
             preview = objects.preview_of(user_input) if not record.preview else None
-            if settings:
-                record.settings = {**record.settings, **settings}
-                await thread.store.update_thread(thread.id, settings=record.settings)
+            if update:
+                await thread.store.update_thread(thread.id, **update)
             await thread.store.start_turn(thread.id, turn.id, updated_at=ts, preview=preview)
             user_item = {"type": "userMessage", "id": objects.uuid7(), "content": user_input}
             await thread.store.put_item(thread.id, turn.id, user_item)
@@ -326,13 +327,22 @@ class Registry:
     async def close(self, thread: LoadedThread, *, archive: bool = False) -> None:
         """Close a loaded thread once, however many causes race (§8.4). A thread loaded
         again later is a new instance this teardown never touches (generations)."""
-        if thread.closing:
+        if self._begin_close(thread):
+            await self._finish_close(thread, archive)
+        else:
             await thread.closed.wait()
-            return
+
+    def _begin_close(self, thread: LoadedThread) -> bool:
+        """Mark the thread closing; False if it already was (closing is single-flight)."""
+        if thread.closing:
+            return False
         thread.closing = True
         if thread.idle_scope is not None:
             thread.idle_scope.cancel()
             thread.idle_scope = None
+        return True
+
+    async def _finish_close(self, thread: LoadedThread, archive: bool) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
             turn = thread.turn
             if turn is not None:

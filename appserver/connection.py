@@ -30,8 +30,12 @@ KNOWN_METHODS = frozenset(METHODS)
 MAX_BATCH = 512  # frames written per outbound wake-up
 EOF_DRAIN_SECONDS = 5.0
 # A websocket write that has not completed for this long means the peer stopped reading:
-# producers stop pacing themselves to it, its queue fills and it is dropped (§2.3).
-STALL_SECONDS = 1.0
+# producers stop pacing themselves to it, its queue fills and it is dropped (§2.3). This
+# is also the longest pause one stalled peer can cause the others, once.
+STALL_SECONDS = 0.5
+# When a connection ends, a write in progress may still finish for this long, so the peer
+# never sees a cut-off frame and can get a proper close frame (e.g. 1008 slow consumer).
+CLOSE_GRACE_SECONDS = 5.0
 
 _connection_ids = itertools.count(1)
 
@@ -120,7 +124,9 @@ class Connection:
     _enqueued: int = 0  # messages accepted into the outbound channel
     _written: int = 0  # messages the transport has finished writing
     _write_started: float | None = None  # trio time the write in progress began
+    _write_scope: trio.CancelScope | None = None  # shields the write in progress
     finished: trio.Event = attrs.Factory(trio.Event)  # run() has returned
+    transport_broken: bool = False  # a write was cut off: no close handshake is possible
 
     def __attrs_post_init__(self) -> None:
         capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
@@ -189,6 +195,10 @@ class Connection:
         if not self._closed:
             self._closed = True
             self.close_code, self.close_reason = code, reason
+        if self._write_scope is not None:  # let it finish a little while, never forever
+            self._write_scope.deadline = min(
+                self._write_scope.deadline, trio.current_time() + CLOSE_GRACE_SECONDS
+            )
         self._cancel_scope.cancel()
 
     async def _outbound(self) -> None:
@@ -201,10 +211,22 @@ class Connection:
                     except trio.WouldBlock:
                         break
                 self._write_started = trio.current_time()
+                # A write is never cut off by the connection ending (a partial frame would
+                # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
+                self._write_scope = trio.CancelScope(shield=True)
+                if self._closed:
+                    self._write_scope.deadline = trio.current_time() + CLOSE_GRACE_SECONDS
                 try:
-                    await self.transport.send_all(batch)
+                    with self._write_scope:
+                        await self.transport.send_all(batch)
                 except TransportClosed:
                     self.close(CLOSE_GOING_AWAY, "peer gone")
+                    return
+                finally:
+                    cut_off = self._write_scope.cancelled_caught
+                    self._write_scope = None
+                if cut_off:
+                    self.transport_broken = True
                     return
                 self._write_started = None
                 self._written += len(batch)
@@ -325,7 +347,9 @@ class Connection:
             self._send.close()
             self.handler.on_disconnect(self)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
-                await self.transport.aclose(self.close_code, self.close_reason)
+                await self.transport.aclose(
+                    self.close_code, self.close_reason, abort=self.transport_broken
+                )
             self.finished.set()
 
     async def _keepalive(self) -> None:

@@ -85,7 +85,7 @@ class LineTransport:
     async def keepalive(self) -> None:
         return None
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = 1000, reason: str = "", *, abort: bool = False) -> None:
         for stream in (self._tx, self._rx):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await stream.aclose()

@@ -46,7 +46,7 @@ class MemoryTransport:
     async def keepalive(self) -> None:
         return None
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = 1000, reason: str = "", *, abort: bool = False) -> None:
         await self._send.aclose()
         await self._receive.aclose()
 

@@ -59,7 +59,6 @@ class WebSocketTransport:
         self._ws = ws
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._writing = False  # a write was cut off mid-frame: no close handshake possible
 
     async def receive(self) -> str:
         while True:
@@ -96,9 +95,7 @@ class WebSocketTransport:
                 raise TransportClosed("websocket closed", code=ws.closed.code)
             data = b"".join(proto.send(TextMessage(data=frame)) for frame in frames)
             async with lock:
-                self._writing = True
                 await stream.send_all(data)
-                self._writing = False
         except (
             trio_websocket.ConnectionClosed,
             trio.BrokenResourceError,
@@ -118,9 +115,9 @@ class WebSocketTransport:
             if scope.cancelled_caught:
                 raise TransportClosed("peer did not answer a ping")
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = 1000, reason: str = "", *, abort: bool = False) -> None:
         try:
-            if not self._writing:  # after a cut-off frame a close frame would be garbage
+            if not abort:  # after a cut-off frame a close frame would be garbage
                 await self._ws.aclose(code, reason or None)
         except (trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError):
             pass

@@ -22,6 +22,7 @@ import attrs
 import trio
 import trio_websocket
 
+from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import Transport, TransportClosed
 from appserver.transports.lines import LineTransport
 from appserver.transports.websocket import WebSocketTransport
@@ -151,7 +152,7 @@ class Client:
         """Send one frame as is (for tests of bad input)."""
         async with self._send_lock:
             try:
-                await self._transport.send_all([text])
+                await self._transport.send_all([Outbound(text)])
             except TransportClosed as exc:
                 raise ConnectionClosedError(str(exc)) from exc
 

@@ -16,7 +16,14 @@ import attrs
 import trio
 
 from appserver import jsonrpc
-from appserver.jsonrpc import ErrorResponse, Invalid, Notification, Request, Response
+from appserver.jsonrpc import (
+    ErrorResponse,
+    Invalid,
+    Notification,
+    Outbound,
+    Request,
+    Response,
+)
 from appserver.protocol import errors
 from appserver.protocol.converter import structure_params, unstructure
 from appserver.protocol.errors import InternalError, JsonRpcError
@@ -116,12 +123,13 @@ class Connection:
     close_reason: str = ""
     inflight: int = 0
     _cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    _send: trio.MemorySendChannel[str] = attrs.field(init=False)
-    _recv: trio.MemoryReceiveChannel[str] = attrs.field(init=False)
+    _send: trio.MemorySendChannel[Outbound] = attrs.field(init=False)
+    _recv: trio.MemoryReceiveChannel[Outbound] = attrs.field(init=False)
     _drained: trio.Event = attrs.Factory(trio.Event)
     _idle: trio.Event = attrs.Factory(trio.Event)
     _closed: bool = False
     _enqueued: int = 0  # messages accepted into the outbound channel
+    _dequeued: int = 0  # messages the outbound task has taken
     _written: int = 0  # messages the transport has finished writing
     _write_started: float | None = None  # trio time the write in progress began
     _write_scope: trio.CancelScope | None = None  # shields the write in progress
@@ -130,7 +138,7 @@ class Connection:
 
     def __attrs_post_init__(self) -> None:
         capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
-        self._send, self._recv = trio.open_memory_channel[str](capacity)
+        self._send, self._recv = trio.open_memory_channel[Outbound](capacity)
         self._idle.set()
 
     # --- outbound -----------------------------------------------------------------------
@@ -141,15 +149,15 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return self._enqueued - self._dequeued
 
-    def send_nowait(self, text: str) -> bool:
+    def send_nowait(self, text: str | Outbound) -> bool:
         """Queue one encoded message. Never waits. On a websocket whose queue is full the
         connection is a slow consumer: it is closed (1008) and False is returned."""
         if self._closed:
             return False
         try:
-            self._send.send_nowait(text)
+            self._send.send_nowait(text if isinstance(text, Outbound) else Outbound(text))
             self._enqueued += 1
         except trio.WouldBlock:
             log.warning("connection %d is a slow consumer; closing it", self.id)
@@ -164,6 +172,14 @@ class Connection:
         """The peer has stopped draining: a write has been stuck for STALL_SECONDS."""
         started = self._write_started
         return started is not None and trio.current_time() - started > STALL_SECONDS
+
+    def needs_wait(self) -> bool:
+        """Whether `wait_writable` would wait now (checked without a coroutine per event)."""
+        if self._closed:
+            return False
+        if self.transport.applies_backpressure:
+            return self.queued > self.outbound_limit
+        return self.queued > self.outbound_limit // 2 and not self.stalled
 
     async def wait_writable(self) -> None:
         """Where producers pace themselves after each event (§2.3).
@@ -210,6 +226,7 @@ class Connection:
                         batch.append(self._recv.receive_nowait())
                     except trio.WouldBlock:
                         break
+                self._dequeued += len(batch)
                 self._write_started = trio.current_time()
                 # A write is never cut off by the connection ending (a partial frame would
                 # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
@@ -323,7 +340,8 @@ class Connection:
                     log.error("%s failed after answering: %r", req.method, error)
                     return
                 text = jsonrpc.encode_error(req.id, error)
-            await self.wait_writable()
+            if self.needs_wait():
+                await self.wait_writable()
             self.send_nowait(text)
         finally:
             self.inflight -= 1

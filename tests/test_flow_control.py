@@ -36,6 +36,7 @@ from multiclient_support import (
 
 from appserver.client import Client
 from appserver.connection import STALL_SECONDS
+from appserver.jsonrpc import Outbound
 from appserver.server import ServerConfig, open_server
 from appserver.transports.lines import LineTransport
 from appserver.transports.websocket import WebSocketTransport
@@ -336,7 +337,7 @@ async def test_requests_beyond_max_inflight_are_refused_but_never_answers_or_not
             async def send(message: Message) -> None:
                 if "method" in message and "id" in message:
                     methods[message["id"]] = message["method"]
-                await peer.send_all([encode(message)])
+                await peer.send_all([Outbound(encode(message))])
 
             async def receive_until(done: Any) -> None:
                 while True:

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from appserver.client import connect_websocket, spawn_stdio
+from appserver.jsonrpc import Outbound
 from appserver.server import Server, ServerConfig, open_server
 from appserver.transports.base import FrameTooLarge, TransportClosed
 from appserver.transports.lines import LineTransport
@@ -41,7 +42,7 @@ async def test_line_transport_framing_and_oversize_lines() -> None:
 async def test_line_transport_writes_one_line_per_frame() -> None:
     client_stream, server_stream = trio.testing.memory_stream_pair()
     transport = LineTransport(server_stream, server_stream, max_bytes=100)
-    await transport.send_all(["{}", '{"é":1}'])
+    await transport.send_all([Outbound("{}"), Outbound('{"é":1}')])
     data = await client_stream.receive_some(100)
     assert data == '{}\n{"é":1}\n'.encode()
 

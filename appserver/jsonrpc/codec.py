@@ -136,6 +136,39 @@ def dumps(obj: Any) -> str:
     return text
 
 
+class Outbound:
+    """One encoded message on its way to one or more peers. Its UTF-8 bytes and its
+    websocket frame are computed once, however many subscribers it is written to."""
+
+    __slots__ = ("_frame", "_utf8", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._utf8: bytes | None = None
+        self._frame: bytes | None = None
+
+    @property
+    def utf8(self) -> bytes:
+        if self._utf8 is None:
+            self._utf8 = self.text.encode("utf-8")
+        return self._utf8
+
+    @property
+    def ws_frame(self) -> bytes:
+        """RFC 6455 single unmasked text frame (what a server sends, no extensions)."""
+        if self._frame is None:
+            payload = self.utf8
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 65536:
+                header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+            else:
+                header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+            self._frame = header + payload
+        return self._frame
+
+
 def encode_request(request_id: RequestId, method: str, params: Any) -> str:
     return dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 

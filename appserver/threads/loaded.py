@@ -135,18 +135,19 @@ class LoadedThread:
 
     def publish(self, method: str, params: Any) -> None:
         """Send a notification to this thread's subscribers, encoded once."""
-        text: str | None = None
+        message: jsonrpc.Outbound | None = None
         for sub in list(self.subscribers.values()):
             if sub.wants(method):
-                if text is None:
-                    text = jsonrpc.encode_notification(method, params)
-                sub.send_nowait(text)
+                if message is None:
+                    message = jsonrpc.Outbound(jsonrpc.encode_notification(method, params))
+                sub.send_nowait(message)
 
     async def after_publish(self) -> None:
         """What a producer does after every event: wait for subscribers that apply
         backpressure (stdio), then reach a checkpoint so outbound tasks keep pace."""
         for sub in list(self.subscribers.values()):
-            await sub.wait_writable()
+            if sub.needs_wait():
+                await sub.wait_writable()
         await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
 
     def subscribe(self, sub: Subscriber) -> None:

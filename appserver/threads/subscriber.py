@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from appserver.jsonrpc import Outbound
+
 
 class Subscriber(Protocol):
     @property
@@ -16,9 +18,13 @@ class Subscriber(Protocol):
         """Whether notification `method` may be delivered (initialized, not opted out)."""
         ...
 
-    def send_nowait(self, text: str) -> bool:
+    def send_nowait(self, text: str | Outbound) -> bool:
         """Queue one encoded message without waiting. A subscriber that cannot keep up
         drops itself (slow consumer) and returns False."""
+        ...
+
+    def needs_wait(self) -> bool:
+        """Whether `wait_writable` would wait now (a cheap synchronous check)."""
         ...
 
     async def wait_writable(self) -> None:

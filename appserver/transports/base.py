@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from appserver.jsonrpc.codec import Outbound
 from appserver.protocol.errors import AppServerError
 
 
@@ -45,7 +46,7 @@ class Transport(Protocol):
         """The next text frame. Raises TransportClosed or FrameTooLarge."""
         ...
 
-    async def send_all(self, frames: Sequence[str]) -> None:
+    async def send_all(self, frames: Sequence[Outbound]) -> None:
         """Write frames in order. Raises TransportClosed."""
         ...
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import trio
 
+from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import FrameTooLarge, TransportClosed
 
 READ_CHUNK = 65536
@@ -75,8 +76,8 @@ class LineTransport:
             else:
                 self._buf += chunk
 
-    async def send_all(self, frames: Sequence[str]) -> None:
-        data = "\n".join(frames).encode("utf-8") + b"\n"
+    async def send_all(self, frames: Sequence[Outbound]) -> None:
+        data = b"".join([part for frame in frames for part in (frame.utf8, b"\n")])
         try:
             await self._tx.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import trio
 
+from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import FrameTooLarge, TransportClosed
 
 
@@ -36,10 +37,10 @@ class MemoryTransport:
             raise FrameTooLarge(len(frame.encode("utf-8", "surrogatepass")), self._max)
         return frame
 
-    async def send_all(self, frames: Sequence[str]) -> None:
+    async def send_all(self, frames: Sequence[Outbound]) -> None:
         try:
             for frame in frames:
-                await self._send.send(frame)
+                await self._send.send(frame.text)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportClosed("peer closed") from exc
 

@@ -14,9 +14,8 @@ from functools import partial
 
 import trio
 import trio_websocket
-from wsproto.events import TextMessage
-from wsproto.utilities import LocalProtocolError
 
+from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import TransportClosed
 
 log = logging.getLogger("appserver.websocket")
@@ -75,32 +74,31 @@ class WebSocketTransport:
                 return message
             log.info("ignoring a binary frame of %d bytes", len(message))
 
-    async def send_all(self, frames: Sequence[str]) -> None:
-        """Write frames in order. All frames go out in ONE `send_all` on the socket: the
-        outbound task drains everything queued per wake-up, so a reading client keeps pace
-        with any producer (PROTOCOL.md §2.3). trio-websocket only sends one message per
-        call (each a checkpoint), so this encodes with its wsproto state under its stream
-        lock, exactly as its own `_send` does, and falls back to `send_message` if those
-        internals are ever missing."""
+    async def send_all(self, frames: Sequence[Outbound]) -> None:
+        """Write frames in order, all in ONE socket `send_all`: the outbound task drains
+        everything queued per wake-up, so a reading client keeps pace with any producer
+        (PROTOCOL.md §2.3). A server's frames are unmasked and no extension is ever
+        negotiated, so each message's frame bytes are built once (`Outbound.ws_frame`)
+        and shared by every subscriber. trio-websocket has no batched send; this writes
+        under its stream lock exactly as its own `_send` does, and falls back to
+        `send_message` for clients (masked frames) or if those internals are missing."""
         ws = self._ws
-        proto = getattr(ws, "_wsproto", None)
         lock = getattr(ws, "_stream_lock", None)
         stream = getattr(ws, "_stream", None)
         try:
-            if proto is None or lock is None or stream is None or len(frames) == 1:
+            if lock is None or stream is None or not ws.is_server:
                 for frame in frames:
-                    await ws.send_message(frame)
+                    await ws.send_message(frame.text)
                 return
             if ws.closed is not None:
                 raise TransportClosed("websocket closed", code=ws.closed.code)
-            data = b"".join(proto.send(TextMessage(data=frame)) for frame in frames)
+            data = b"".join([frame.ws_frame for frame in frames])
             async with lock:
                 await stream.send_all(data)
         except (
             trio_websocket.ConnectionClosed,
             trio.BrokenResourceError,
             trio.ClosedResourceError,
-            LocalProtocolError,
         ) as exc:
             raise TransportClosed("websocket closed") from exc
 

@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from appserver._version import __version__
+from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.server import ServerConfig, default_data_dir, open_server
 from appserver.store.base import StoreError
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
@@ -71,6 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="S")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", metavar="LEVEL")
     p.add_argument("--log-json", action="store_true")
+    model = p.add_argument_group("agent backend")
+    model.add_argument(
+        "--agent",
+        choices=("builtin", "openai"),
+        default="builtin",
+        help="model provider of new threads (default builtin)",
+    )
+    model.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="NAME", help="model of new openai threads"
+    )
+    model.add_argument(
+        "--model-base-url",
+        default=DEFAULT_BASE_URL,
+        metavar="URL",
+        help="OpenAI-compatible endpoint (POST URL/chat/completions)",
+    )
+    model.add_argument(
+        "--api-key-file", type=Path, metavar="PATH", help="API key (default $OPENAI_API_KEY)"
+    )
+    model.add_argument("--model-timeout", type=_seconds, default=60.0, metavar="S")
     return p
 
 
@@ -116,6 +137,18 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
             ) from None
         if not token:
             raise UsageError(f"--ws-token-file: {args.ws_token_file} is empty")
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"--api-key-file: cannot read {args.api_key_file}: {exc.strerror}"
+            ) from None
+        if not key:
+            raise UsageError(f"--api-key-file: {args.api_key_file} is empty")
+    base_url = urlsplit(args.model_base_url)
+    if base_url.scheme not in ("http", "https") or not base_url.netloc:
+        raise UsageError(f"--model-base-url: expected an http(s) URL, got {args.model_base_url!r}")
     if listen.scheme == "ws" and not is_loopback_host(listen.host) and args.ws_token_file is None:
         raise UsageError(
             f"refusing to listen on non-loopback host {listen.host} without --ws-token-file"
@@ -132,6 +165,11 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         shutdown_timeout=args.shutdown_timeout,
         log_level=args.log_level,
         log_json=args.log_json,
+        agent=args.agent,
+        model=args.model,
+        model_base_url=args.model_base_url,
+        api_key_file=args.api_key_file,
+        model_timeout=args.model_timeout,
     )
 
 
@@ -227,6 +265,11 @@ async def run(config: ServerConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["schema"]:
+        from appserver.schema import main as schema_main
+
+        return schema_main(words[1:])
     try:
         config = config_from_args(argv)
         setup_logging(config.log_level, config.log_json)

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from appserver._version import __version__
-from appserver.agents import get_backend
+from appserver.agents import Backends, get_backend
 from appserver.connection import Connection, RequestContext
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
@@ -30,8 +30,6 @@ from appserver.threads.registry import Registry, stored_turn
 log = logging.getLogger("appserver.handlers")
 
 MAX_INPUT_CHARS = 1_048_576
-DEFAULT_PROVIDER = "builtin"
-DEFAULT_MODEL = "script"
 
 Handler = Callable[[RequestContext, Any], Awaitable[Any]]
 
@@ -123,6 +121,7 @@ class Handlers:
     registry: Registry
     broadcast: Broadcast
     default_cwd: str = attrs.Factory(os.getcwd)
+    backends: Backends = attrs.Factory(Backends)
     methods: dict[str, Handler] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -181,10 +180,11 @@ class Handlers:
     async def thread_start(self, ctx: RequestContext, p: t.ThreadStartParams) -> None:
         settings = await settings_of(p)
         ts = objects.now()
+        provider = settings.pop("modelProvider", self.backends.default_provider)
         record = ThreadRecord(
             id=objects.uuid7(),
-            model_provider=settings.pop("modelProvider", DEFAULT_PROVIDER),
-            model=settings.pop("model", DEFAULT_MODEL),
+            model_provider=provider,
+            model=settings.pop("model", None) or self.backends.default_model(provider),
             cwd=settings.pop("cwd", self.default_cwd),
             created_at=ts,
             updated_at=ts,

@@ -16,6 +16,8 @@ import attrs
 import trio
 
 from appserver import jsonrpc
+from appserver.agents import Backends, OpenAISettings
+from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.connection import CLOSE_GOING_AWAY, Connection
 from appserver.handlers import Handlers
 from appserver.store.base import ThreadStore
@@ -60,6 +62,36 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     log_level: str = "info"
     log_json: bool = False
+    # Agent backends (issue #9): the provider of new threads, and the OpenAI-compatible one.
+    agent: str = "builtin"
+    model: str = DEFAULT_MODEL
+    model_base_url: str = DEFAULT_BASE_URL
+    api_key_file: Path | None = None  # else $OPENAI_API_KEY
+    model_timeout: float = 60.0  # connect, and between two chunks of a streamed answer
+    model_retry_delay: float = 1.0  # first backoff after a 429 / 5xx answer
+
+    def read_api_key(self) -> str | None:
+        """The model endpoint's API key: the key file's trimmed content, else
+        $OPENAI_API_KEY, else None (no Authorization header)."""
+        if self.api_key_file is not None:
+            key = self.api_key_file.read_text(encoding="utf-8").strip()
+            if not key:
+                raise ValueError(f"API key file is empty: {self.api_key_file}")
+            return key
+        return os.environ.get(API_KEY_ENV) or None
+
+    def backends(self) -> Backends:
+        openai = OpenAISettings(
+            base_url=self.model_base_url,
+            model=self.model,
+            api_key=self.read_api_key(),
+            timeout=self.model_timeout,
+            retry_delay=self.model_retry_delay,
+        )
+        backends = Backends(default_provider=self.agent, openai=openai)
+        if backends.get(self.agent) is None:
+            raise ValueError(f"unknown agent backend: {self.agent!r}")
+        return backends
 
     def read_token(self) -> str | None:
         if self.ws_token_file is None:
@@ -108,12 +140,12 @@ class Server:
     def broadcast(self, method: str, params: Any) -> None:
         """Send a notification to every initialized connection that has not opted out,
         encoding it once."""
-        text: str | None = None
+        message: jsonrpc.Outbound | None = None
         for conn in list(self._connections):
             if conn.wants(method):
-                if text is None:
-                    text = jsonrpc.encode_notification(method, params)
-                conn.send_nowait(text)
+                if message is None:
+                    message = jsonrpc.Outbound(jsonrpc.encode_notification(method, params))
+                conn.send_nowait(message)
 
     # --- listeners ----------------------------------------------------------------------
 
@@ -227,15 +259,23 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
     """Run a server for the duration of the block; leaving it shuts down (§8.8)."""
     config = config or ServerConfig()
     token = config.read_token()
+    backends = config.backends()
     async with _open_store(config) as store, trio.open_nursery() as conn_nursery:
         server = Server(config, store, conn_nursery, token)
         async with open_registry(
-            store, server.broadcast, idle_unload_seconds=config.idle_unload_seconds
+            store,
+            server.broadcast,
+            idle_unload_seconds=config.idle_unload_seconds,
+            backends=backends,
         ) as registry:
             server.registry = registry
             codex_home = ":memory:" if config.data_dir is None else str(config.data_dir.resolve())
             server.handlers = Handlers(
-                codex_home=codex_home, store=store, registry=registry, broadcast=server.broadcast
+                codex_home=codex_home,
+                store=store,
+                registry=registry,
+                broadcast=server.broadcast,
+                backends=backends,
             )
             try:
                 yield server

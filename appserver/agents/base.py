@@ -38,6 +38,8 @@ class TurnContext(Protocol):
     @property
     def sandbox(self) -> str: ...  # read-only | workspace-write | danger-full-access
     @property
+    def model(self) -> str: ...  # the turn's model (the thread's `model` setting)
+    @property
     def session_approvals(self) -> set[str]: ...
 
     """Keys approved with acceptForSession while the thread stays loaded (agent-defined)."""
@@ -60,6 +62,16 @@ class TurnContext(Protocol):
     """Ask the thread's subscribers. `params` is the request's params without threadId /
     turnId (the context adds them). Returns the decision; "error" means the client answered
     with a JSON-RPC error."""
+
+    async def history(self) -> list[dict[str, Any]]: ...
+
+    """The thread's earlier turns, oldest first, as wire-form Turn objects (`id`, `items`,
+    `status`, `error`; PROTOCOL.md §4.3) with their stored items."""
+
+    async def retrying(self, message: str) -> None: ...
+
+    """Tell the subscribers that a step failed and will be retried: an `error` notification
+    with `willRetry: true` (the turn goes on)."""
 
 
 class AgentBackend(Protocol):

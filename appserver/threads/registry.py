@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from appserver import jsonrpc
-from appserver.agents import get_backend
+from appserver.agents import Backends, get_backend
 from appserver.agents.base import ApprovalKind
 from appserver.jsonrpc import ErrorResponse, RequestId, Response
 from appserver.protocol import errors
@@ -42,6 +42,7 @@ class Registry:
     broadcast: Broadcast
     nursery: trio.Nursery
     idle_unload_seconds: float = 1800.0
+    backends: Backends = attrs.Factory(Backends)
     _loaded: dict[str, LoadedThread] = attrs.Factory(dict)
     _loading: dict[str, trio.Event] = attrs.Factory(dict)
     _archiving: set[str] = attrs.Factory(set)
@@ -193,7 +194,7 @@ class Registry:
             raise errors.turn_already_active(thread.id, thread.turn.id)
         record = thread.record
         update = objects.apply_settings(record, settings)  # they apply to this turn too
-        agent = get_backend(record.model_provider)
+        agent = get_backend(record.model_provider, self.backends)
         if agent is None:
             raise errors.InvalidRequest(
                 f"no agent backend for model provider {record.model_provider!r}"
@@ -400,10 +401,14 @@ class Registry:
 
 @asynccontextmanager
 async def open_registry(
-    store: ThreadStore, broadcast: Broadcast, *, idle_unload_seconds: float
+    store: ThreadStore,
+    broadcast: Broadcast,
+    *,
+    idle_unload_seconds: float,
+    backends: Backends | None = None,
 ) -> AsyncIterator[Registry]:
     async with trio.open_nursery() as nursery:
-        registry = Registry(store, broadcast, nursery, idle_unload_seconds)
+        registry = Registry(store, broadcast, nursery, idle_unload_seconds, backends or Backends())
         try:
             yield registry
         finally:

@@ -60,6 +60,10 @@ class TurnRunner:
         return self._turn.sandbox
 
     @property
+    def model(self) -> str:
+        return self._turn.model
+
+    @property
     def session_approvals(self) -> set[str]:
         return self._thread.session_approvals
 
@@ -92,11 +96,18 @@ class TurnRunner:
         self._thread.publish("item/completed", self._params(item=item))
         await self._thread.after_publish()
 
-    async def _delta(self, method: str, item_id: str, delta: str, **extra: Any) -> None:
-        self._check_open(item_id)
-        self._turn.parts.setdefault(item_id, []).append(delta)
-        self._thread.publish(method, self._params(itemId=item_id, delta=delta, **extra))
-        await self._thread.after_publish()
+    async def _delta(self, method: str, item_id: str, delta: str) -> None:
+        parts = self._turn.parts.get(item_id)
+        if parts is None:
+            self._check_open(item_id)
+            parts = self._turn.parts[item_id] = []
+        parts.append(delta)
+        thread = self._thread
+        thread.publish(
+            method,
+            {"threadId": thread.id, "turnId": self._turn.id, "itemId": item_id, "delta": delta},
+        )
+        await thread.after_publish()
 
     async def agent_message_delta(self, item_id: str, delta: str) -> None:
         await self._delta("item/agentMessage/delta", item_id, delta)
@@ -129,6 +140,19 @@ class TurnRunner:
         self._check_open(params["itemId"])
         decision = await self._ask(self._thread, self._turn, kind, params)
         return decision  # type: ignore[return-value]
+
+    async def history(self) -> list[dict[str, Any]]:
+        turns = await self._thread.store.get_turns(self._thread.id)
+        return [
+            objects.turn_object(t.id, t.status, t.error, list(t.items))
+            for t in turns
+            if t.id != self._turn.id
+        ]
+
+    async def retrying(self, message: str) -> None:
+        error = objects.turn_error(message)
+        self._thread.publish("error", self._params(error=error, willRetry=True))
+        await self._thread.after_publish()
 
 
 def _outcome(exc: BaseException) -> tuple[str, str | None]:

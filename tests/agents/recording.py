@@ -36,12 +36,18 @@ class RecordingContext:
         sandbox: str = "workspace-write",
         decisions: Iterable[ApprovalDecision | None] = (),
         session_approvals: set[str] | None = None,
+        model: str = "script",
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.thread_id = str(uuid.uuid4())
         self.turn_id = str(uuid.uuid4())
         self.cwd = cwd
         self.approval_policy = approval_policy
         self.sandbox = sandbox
+        self.model = model
+        # Earlier turns (wire form) returned by history(); `retrying` messages, in order.
+        self.prior_turns: list[dict[str, Any]] = [] if history is None else history
+        self.retries: list[str] = []
         self.session_approvals: set[str] = set() if session_approvals is None else session_approvals
         # Answers to approval requests, in order; None: never answer (wait until cancelled).
         self.decisions: list[ApprovalDecision | None] = list(decisions)
@@ -96,6 +102,14 @@ class RecordingContext:
             await trio.sleep_forever()
         await trio.lowlevel.checkpoint()
         return decision
+
+    async def history(self) -> list[dict[str, Any]]:
+        await trio.lowlevel.checkpoint()
+        return copy.deepcopy(self.prior_turns)
+
+    async def retrying(self, message: str) -> None:
+        self.retries.append(message)
+        await trio.lowlevel.checkpoint()
 
     # ---- inspection ----------------------------------------------------------------------
 

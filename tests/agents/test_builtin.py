@@ -26,7 +26,7 @@ def test_registry() -> None:
     assert isinstance(backend, ScriptAgent)
     assert backend.name == "builtin"
     assert backend.model == "script"
-    assert get_backend("openai") is None
+    assert get_backend("nosuch") is None
 
 
 async def test_plain_lines_answered_with_one_message(tmp_path: Path) -> None:

@@ -40,6 +40,14 @@ class ConnectionClosedError(ClientError):
     """The connection ended before the awaited answer or message arrived."""
 
 
+class ConnectError(ClientError):
+    """The server could not be reached or refused the connection (e.g. HTTP 401/403)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class RpcError(ClientError):
     """The server answered a request with a JSON-RPC error."""
 
@@ -255,10 +263,19 @@ class Client:
         result: dict[str, Any] = await self._wait_for(take)
         return result
 
-    async def next_server_request(self, method: str | None = None) -> ServerRequest:
+    async def next_server_request(
+        self,
+        method: str | None = None,
+        *,
+        where: Callable[[Any], bool] | None = None,
+    ) -> ServerRequest:
+        """The first buffered server request matching `method` and `where(params)`."""
+
         def take() -> ServerRequest | None:
             for i, req in enumerate(self._server_requests):
-                if method is None or req.method == method:
+                if (method is None or req.method == method) and (
+                    where is None or where(req.params or {})
+                ):
                     del self._server_requests[i]
                     return req
             return None
@@ -285,6 +302,17 @@ class Client:
         await self._transport.aclose()
 
 
+def _connect_failure(exc: BaseException) -> BaseException | None:
+    """The handshake or socket error inside what trio-websocket raised, if that is all."""
+    if isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        return _connect_failure(exc.exceptions[0])
+    if isinstance(exc, trio_websocket.HandshakeError | OSError):
+        return exc
+    return None
+
+
 @asynccontextmanager
 async def connect_websocket(
     url: str,
@@ -299,13 +327,28 @@ async def connect_websocket(
         headers.append((b"Authorization", f"Bearer {token}".encode()))
     if origin is not None:
         headers.append((b"Origin", origin.encode()))
-    async with (
-        trio_websocket.open_websocket_url(
-            url, extra_headers=headers, max_message_size=max_message_bytes
-        ) as ws,
-        Client.open(WebSocketTransport(ws, ping_interval=3600)) as client,
-    ):
-        yield client
+    opening = trio_websocket.open_websocket_url(
+        url, extra_headers=headers, max_message_size=max_message_bytes
+    )
+    try:
+        ws = await opening.__aenter__()
+    except (trio_websocket.HandshakeError, OSError, BaseExceptionGroup) as exc:
+        cause = _connect_failure(exc)
+        if cause is None:
+            raise
+        if isinstance(cause, trio_websocket.ConnectionRejected):
+            raise ConnectError(
+                f"{url} refused the connection: HTTP {cause.status_code}", cause.status_code
+            ) from None
+        raise ConnectError(f"cannot connect to {url}: {cause.__cause__ or cause}") from None
+    try:
+        async with Client.open(WebSocketTransport(ws, ping_interval=3600)) as client:
+            yield client
+    except BaseException as exc:
+        if not await opening.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await opening.__aexit__(None, None, None)
 
 
 @asynccontextmanager

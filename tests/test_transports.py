@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from appserver.client import connect_websocket, spawn_stdio
+from appserver.client import ConnectError, connect_websocket, spawn_stdio
 from appserver.jsonrpc import Outbound
 from appserver.server import Server, ServerConfig, open_server
 from appserver.transports.base import FrameTooLarge, TransportClosed
@@ -161,3 +162,23 @@ async def test_non_loopback_websocket_without_token_is_refused() -> None:
     async with open_server(ServerConfig()) as server, trio.open_nursery() as nursery:
         with pytest.raises(ValueError, match="without --ws-token-file"):
             await nursery.start(server.serve_websocket, "0.0.0.0", 0)
+
+
+async def test_refused_websocket_raises_connect_error() -> None:
+    # (A rejected handshake, 401/403, also raises ConnectError with its status code, but
+    # trio-websocket 0.12's client then leaks its socket, which this suite treats as an
+    # error; the rejections themselves are tested above with raw upgrade requests.)
+    with trio.fail_after(TIMEOUT):
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            free = sock.getsockname()[1]
+        with pytest.raises(ConnectError, match="cannot connect"):
+            async with connect_websocket(f"ws://127.0.0.1:{free}"):
+                pass
+
+
+def test_python_api_is_importable_from_the_package() -> None:
+    import appserver
+
+    assert appserver.ServerConfig is ServerConfig
+    assert appserver.open_server is open_server

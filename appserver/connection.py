@@ -278,7 +278,7 @@ class Connection:
                 await self._flush()
         self.close(CLOSE_NORMAL, "end of input")
 
-    def _on_frame(self, text: str, nursery: trio.Nursery) -> None:
+    def _on_frame(self, text: str | bytes, nursery: trio.Nursery) -> None:
         event = jsonrpc.decode(text, KNOWN_METHODS)
         if isinstance(event, Request):
             self._on_request(event, nursery)

@@ -64,6 +64,11 @@ class WireTypeError(TypeError):
 def _strict_str(value: Any, _: type) -> str:
     if type(value) is not str:
         raise WireTypeError(f"expected a string, got {type_name(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WireTypeError("not valid Unicode (contains a lone surrogate)") from None
     return value
 
 

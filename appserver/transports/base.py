@@ -42,8 +42,9 @@ class Transport(Protocol):
         """True when the write side still works after the read side ended (stdio)."""
         ...
 
-    async def receive(self) -> str:
-        """The next text frame. Raises TransportClosed or FrameTooLarge."""
+    async def receive(self) -> str | bytes:
+        """The next frame: text, or raw bytes that are not valid UTF-8 (for the codec to
+        answer with a parse error). Raises TransportClosed or FrameTooLarge."""
         ...
 
     async def send_all(self, frames: Sequence[Outbound]) -> None:

@@ -35,7 +35,7 @@ class LineTransport:
         self._skipping = 0  # >0 while discarding an oversized line (bytes dropped so far)
         self._eof = False
 
-    async def receive(self) -> str:
+    async def receive(self) -> str | bytes:
         while True:
             nl = self._buf.find(b"\n", self._scan_from)
             if nl >= 0:
@@ -52,8 +52,10 @@ class LineTransport:
                     line = line[:-1]
                 if not line.strip():
                     continue
-                # Invalid UTF-8 is kept for the codec to report as a parse error.
-                return line.decode("utf-8", "surrogateescape")
+                try:
+                    return line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return line  # the codec answers invalid UTF-8 with a parse error
             if len(self._buf) > self._max:
                 self._skipping += len(self._buf)
                 self._buf.clear()

@@ -49,6 +49,7 @@ from appserver._version import __version__
 from appserver.client import (
     Client,
     ClientError,
+    ConnectError,
     ConnectionClosedError,
     RpcError,
     connect_websocket,
@@ -429,6 +430,14 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
         try:
             cm = connect_websocket(args.url, token=token)
             client = await cm.__aenter__()
+        except ConnectError as exc:
+            status = exc.status_code
+            if status is None:
+                raise CliError(str(exc)) from None
+            reason = {401: "unauthorized (check --token-file)", 403: "forbidden"}.get(status, "")
+            raise CliError(
+                f"cannot connect to {args.url}: HTTP {status} {reason}".strip()
+            ) from None
         except (OSError, trio_websocket.HandshakeError) as exc:
             raise CliError(f"cannot connect to {args.url}: {_describe_connect(exc)}") from None
         try:

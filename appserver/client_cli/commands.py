@@ -1,0 +1,248 @@
+"""The subcommands: send, watch, threads, read."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import sys
+import time
+
+import trio
+
+from appserver.client import Client, RpcError
+from appserver.client_cli.approvals import Approver
+from appserver.client_cli.common import EXIT_OK, EXIT_TURN_FAILED, PROG, Message
+from appserver.client_cli.connect import connect
+from appserver.client_cli.events import Events, thread_of
+from appserver.client_cli.render import (
+    Output,
+    Renderer,
+    Spinner,
+    color_enabled,
+    human_time,
+    print_json,
+    render_event,
+    status_text,
+    truncate,
+)
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    words: list[str] = args.message
+    if words == ["-"]:
+        text = await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+    else:
+        text = " ".join(words)
+    color = color_enabled(sys.stdout, args.no_color) and not args.json
+    spinner = Spinner(enabled=not args.json and sys.stderr.isatty())
+    out = Output(color, spinner=spinner)
+    renderer = Renderer(out, echo_user=False)
+    async with connect(args) as client:
+        events = Events.attach(client, json_out=args.json)
+        notes = Output(color_enabled(sys.stderr, args.no_color), sys.stderr) if args.json else out
+        approver = Approver(client, renderer, notes, args.yes, args.approve_from_stdin)
+        if args.thread is not None:
+            result = await client.request("thread/resume", {"threadId": args.thread})
+        else:
+            start = {"cwd": args.cwd} if args.cwd else {}
+            result = await client.request("thread/start", start)
+        thread_id = str(result["thread"]["id"])
+        if not args.json:
+            how = "resumed" if args.thread is not None else "new"
+            out.line(f"thread {thread_id} ({how})", "dim")
+        started = await client.request(
+            "turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}]}
+        )
+        turn_id = str(started["turn"]["id"])
+        spinner.running = True
+        status = "failed"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(spinner.run, lambda: out.at_line_start)
+            nursery.start_soon(_interrupt_on_sigint, client, thread_id, turn_id)
+            while True:
+                message = await events.next()
+                if "id" in message:
+                    if thread_of(message.get("params") or {}) == thread_id:
+                        nursery.start_soon(approver.handle, message)
+                    continue
+                method = str(message["method"])
+                params: Message = message.get("params") or {}
+                if thread_of(params) != thread_id:
+                    continue
+                if method == "item/started":
+                    renderer.items[str(params["item"].get("id"))] = params["item"]
+                if method == "serverRequest/resolved":
+                    approver.resolved(params["requestId"])
+                elif method == "turn/completed" and params["turn"].get("id") == turn_id:
+                    status = str(params["turn"].get("status"))
+                    if not args.json:
+                        renderer.turn_completed(params["turn"])
+                    break
+                if not args.json:
+                    render_event(renderer, method, params, verbose=False)
+            spinner.running = False
+            spinner.clear()
+            nursery.cancel_scope.cancel()
+    if not args.json:
+        print(
+            f"continue with: {PROG} send --thread {thread_id} MESSAGE", file=sys.stderr, flush=True
+        )
+    return EXIT_OK if status == "completed" else EXIT_TURN_FAILED
+
+
+async def _interrupt_on_sigint(client: Client, thread_id: str, turn_id: str) -> None:
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            sys.stderr.write("\ninterrupting the turn… (Ctrl-C again to quit)\n")
+            sys.stderr.flush()
+            break
+        async with trio.open_nursery() as nursery:
+
+            async def interrupt() -> None:
+                with contextlib.suppress(RpcError):  # it may have ended already
+                    await client.request(
+                        "turn/interrupt", {"threadId": thread_id, "turnId": turn_id}
+                    )
+
+            nursery.start_soon(interrupt)
+            async for _ in signals:
+                raise KeyboardInterrupt
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    color = color_enabled(sys.stdout, args.no_color) and not args.json
+    out = Output(color)
+    renderer = Renderer(out)
+    async with connect(args) as client:
+        events = Events.attach(client, json_out=args.json)
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                result = await client.request("thread/resume", {"threadId": args.thread_id})
+                thread = result["thread"]
+                if not args.json:
+                    turns = thread.get("turns") or []
+                    out.line(
+                        f"watching thread {thread['id']} ({status_text(thread['status'])}, "
+                        f"{len(turns)} turns) — Ctrl-C to stop",
+                        "dim",
+                    )
+                    running = [turn for turn in turns if turn.get("status") == "inProgress"]
+                    for turn in running:  # a turn in progress: what happened so far
+                        renderer.turn_started(turn)
+                        for item in turn.get("items") or []:
+                            renderer.item(item)
+                while True:
+                    message = await events.next()
+                    params = message.get("params") or {}
+                    if thread_of(params) != args.thread_id:
+                        continue
+                    method = str(message.get("method"))
+                    if "id" in message:
+                        if not args.json:
+                            what = renderer.approval_summary(method, params)
+                            out.line(f"? approval requested: {what} (not answered here)", "yellow")
+                        continue
+                    if not args.json:
+                        render_event(renderer, method, params, verbose=True)
+                    if method == "turn/completed" and args.until_turn_completed:
+                        break
+                    if method in ("thread/archived", "thread/closed"):
+                        break
+                nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+async def cmd_threads(args: argparse.Namespace) -> int:
+    params: Message = {"limit": args.limit, "sortKey": "updated_at", "archived": args.archived}
+    if args.search:
+        params["searchTerm"] = args.search
+    async with connect(args) as client:
+        result = await client.request("thread/list", params)
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    out = Output(color_enabled(sys.stdout, args.no_color))
+    threads: list[Message] = result.get("data") or []
+    if not threads:
+        out.line("no threads", "dim")
+        return EXIT_OK
+    width = shutil.get_terminal_size((120, 24)).columns
+    rows = [
+        (
+            str(th["id"]),
+            status_text(th.get("status") or {}),
+            human_time(int(th.get("updatedAt") or 0)),
+            th.get("name"),
+            str(th.get("preview") or ""),
+        )
+        for th in threads
+    ]
+    status_w = max(6, *(len(r[1]) for r in rows))
+    time_w = max(7, *(len(r[2]) for r in rows))
+    id_w = max(2, *(len(r[0]) for r in rows))
+    rest = max(20, width - id_w - status_w - time_w - 6)
+    header = f"{'ID':<{id_w}}  {'STATUS':<{status_w}}  {'UPDATED':<{time_w}}  NAME / PREVIEW"
+    out.line(header, "bold")
+    for thread_id, status, updated, name, preview in rows:
+        label = out.paint(truncate(name, rest), "bold") if name else truncate(preview, rest)
+        status_cell = out.paint(f"{status:<{status_w}}", _status_style(status))
+        out.line(f"{thread_id:<{id_w}}  {status_cell}  {updated:<{time_w}}  {label}".rstrip())
+    if result.get("nextCursor"):
+        out.line("(more: raise --limit, at most 100)", "dim")
+    return EXIT_OK
+
+
+def _status_style(status: str) -> str:
+    if status.startswith("active"):
+        return "green"
+    if status == "systemError":
+        return "red"
+    return "dim" if status == "notLoaded" else "blue"
+
+
+async def cmd_read(args: argparse.Namespace) -> int:
+    async with connect(args) as client:
+        result = await client.request(
+            "thread/read", {"threadId": args.thread_id, "includeTurns": True}
+        )
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    out = Output(color_enabled(sys.stdout, args.no_color))
+    thread = result["thread"]
+    out.line(f"thread {thread['id']}", "bold")
+    if thread.get("name"):
+        out.line(f"name:    {thread['name']}")
+    out.line(f"status:  {status_text(thread.get('status') or {})}")
+    out.line(f"cwd:     {thread.get('cwd')}")
+    created, updated = int(thread.get("createdAt") or 0), int(thread.get("updatedAt") or 0)
+    out.line(f"created: {_timestamp(created)} ({human_time(created)})")
+    out.line(f"updated: {_timestamp(updated)} ({human_time(updated)})")
+    renderer = Renderer(out)
+    turns = thread.get("turns") or []
+    if not turns:
+        out.line("(no turns)", "dim")
+    for turn in turns:
+        out.line()
+        renderer.turn_started(turn)
+        for item in turn.get("items") or []:
+            renderer.item(item)
+        if turn.get("status") != "inProgress":
+            renderer.turn_completed(turn)
+    return EXIT_OK
+
+
+def _timestamp(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+COMMANDS = {"send": cmd_send, "watch": cmd_watch, "threads": cmd_threads, "read": cmd_read}

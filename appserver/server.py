@@ -62,6 +62,9 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     log_level: str = "info"
     log_json: bool = False
+    # websocket liveness (§2.2): ping an idle peer this often; no pong in time = gone
+    ws_ping_interval: float = 30.0
+    ws_ping_timeout: float = 30.0
     # Agent backends (issue #9): the provider of new threads, and the OpenAI-compatible one.
     agent: str = "builtin"
     model: str = DEFAULT_MODEL
@@ -174,6 +177,8 @@ class Server:
                     allowed_origins=self.config.allow_origins,
                     token=self._token,
                     max_message_bytes=self.config.max_message_bytes,
+                    ping_interval=self.config.ws_ping_interval,
+                    ping_timeout=self.config.ws_ping_timeout,
                     task_status=task_status,
                 )
             finally:

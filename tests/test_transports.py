@@ -16,6 +16,8 @@ from appserver.server import Server, ServerConfig, open_server
 from appserver.transports.base import FrameTooLarge, TransportClosed
 from appserver.transports.lines import LineTransport
 
+from support import SchemaChecker
+
 TIMEOUT = 15
 
 
@@ -182,3 +184,66 @@ def test_python_api_is_importable_from_the_package() -> None:
 
     assert appserver.ServerConfig is ServerConfig
     assert appserver.open_server is open_server
+
+
+async def test_websocket_peer_that_vanishes_is_detected_and_cleaned_up(
+    schema_checker: SchemaChecker,
+) -> None:
+    """§2.2: a peer that stops answering (no pong) is cleaned up like a close: its
+    subscriptions go, the thread stays loaded for the others."""
+    config = ServerConfig(ws_ping_interval=0.2, ws_ping_timeout=0.2)
+    async with open_server(config) as server, trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve_websocket, "127.0.0.1", 0)
+        url = f"ws://127.0.0.1:{port}"
+        with trio.fail_after(TIMEOUT):
+            async with connect_websocket(url) as owner:
+                owner.observer = schema_checker.check
+                await owner.initialize("owner")
+                started = await owner.request("thread/start", {})
+                thread_id = started["thread"]["id"]
+                # A raw peer: handshake, initialize, resume, then total silence (it never
+                # reads again, so it never answers a ping).
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with stream:
+                    await stream.send_all(
+                        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n"
+                    )
+                    seen = b""
+                    while b"\r\n\r\n" not in seen:  # the 101, before any frame (as clients do)
+                        seen += await stream.receive_some(65536)
+                    for payload in (
+                        {
+                            "id": 1,
+                            "method": "initialize",
+                            "params": {"clientInfo": {"name": "v", "version": "1"}},
+                        },
+                        {"id": 2, "method": "thread/resume", "params": {"threadId": thread_id}},
+                    ):
+                        await stream.send_all(_masked_text_frame(json.dumps(payload).encode()))
+                    # It reads (to see what happens) but never answers a ping.
+                    while b'"id":2' not in seen:
+                        seen += await stream.receive_some(65536)
+                    assert server.statistics()["subscriptions"] == 2, seen
+                    while await stream.receive_some(65536):  # until the server drops it
+                        pass
+                    await trio.testing.wait_all_tasks_blocked()
+                    stats = server.statistics()
+                    assert stats["connections"] == 1
+                    assert stats["subscriptions"] == 1 and stats["loaded"] == 1
+                # The well-behaved client keeps working.
+                assert (await owner.request("thread/loaded/list"))["data"] == [thread_id]
+        nursery.cancel_scope.cancel()
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    """A client→server text frame (RFC 6455 §5.2; clients must mask)."""
+    mask = b"\x01\x02\x03\x04"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, 0x80 | size))
+    else:
+        header = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+    return header + mask + body

@@ -145,6 +145,8 @@ async def serve(
     allowed_origins: Sequence[str] = (),
     token: str | None = None,
     max_message_bytes: int,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on host:port until cancelled; reports the bound port through task_status."""
@@ -164,7 +166,9 @@ async def serve(
                 await request.reject(401, body=b"unauthorized\n")
                 return
         ws = await request.accept()
-        await on_connection(WebSocketTransport(ws))
+        await on_connection(
+            WebSocketTransport(ws, ping_interval=ping_interval, ping_timeout=ping_timeout)
+        )
 
     async with trio.open_nursery() as nursery:
         server = await nursery.start(

@@ -189,13 +189,12 @@ class Connection:
         its queue is over half full, wait for the outbound task to catch up, so a client
         that keeps reading is never a slow consumer. A peer whose socket stopped draining
         is never waited for: its queue fills and it is dropped."""
-        if self.transport.applies_backpressure:
-            while not self._closed and self.queued > self.outbound_limit:
+        while self.needs_wait():
+            if self.transport.applies_backpressure:
                 await self._drained.wait()
-            return
-        while not self._closed and self.queued > self.outbound_limit // 2 and not self.stalled:
-            with trio.move_on_after(STALL_SECONDS):
-                await self._drained.wait()
+            else:  # re-check for a stall at least every STALL_SECONDS
+                with trio.move_on_after(STALL_SECONDS):
+                    await self._drained.wait()
 
     def wants(self, method: str) -> bool:
         """Whether a notification `method` may be sent to this connection (§3)."""

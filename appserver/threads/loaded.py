@@ -30,15 +30,14 @@ TEXT_FIELDS = {
 }
 
 
-@attrs.define(eq=False)
-class PendingApproval:
-    id: RequestId
-    method: str
-    params: dict[str, Any]
+@attrs.define(eq=False, kw_only=True)
+class PendingApproval(jsonrpc.PendingRequest[int]):
+    """An approval request awaiting an answer; `recipients` are subscriber ids."""
+
+    thread: LoadedThread
     text: str  # the encoded request, re-sent verbatim on rejoin
     turn_id: str
     item_id: str
-    recipients: set[int] = attrs.Factory(set)
     done: trio.Event = attrs.Factory(trio.Event)
     decision: str | None = None  # None: settled with no decision (§7.4)
 

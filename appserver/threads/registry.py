@@ -17,7 +17,7 @@ import trio
 from appserver import jsonrpc
 from appserver.agents import Backends, get_backend
 from appserver.agents.base import ApprovalKind
-from appserver.jsonrpc import ErrorResponse, RequestId, Response
+from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore, TurnRecord
 from appserver.store.memory import MemoryStore
@@ -46,7 +46,8 @@ class Registry:
     _loaded: dict[str, LoadedThread] = attrs.Factory(dict)
     _loading: dict[str, trio.Event] = attrs.Factory(dict)
     _archiving: set[str] = attrs.Factory(set)
-    _pending_index: dict[RequestId, LoadedThread] = attrs.Factory(dict)
+    # Every pending server request, by id: claim() lets only a recipient answer, once.
+    _requests: jsonrpc.PendingTable[int] = attrs.Factory(jsonrpc.PendingTable)
     _subscriptions: dict[int, set[str]] = attrs.Factory(dict)
     _stopping: bool = False
 
@@ -97,9 +98,8 @@ class Registry:
             if thread is not None:
                 thread.unsubscribe(sub.id)
                 self._update_idle(thread)
-        for thread in self._loaded.values():
-            for pending in thread.pending.values():
-                pending.recipients.discard(sub.id)
+        for pending in self._requests:
+            pending.recipients.discard(sub.id)
 
     # --- loading ------------------------------------------------------------------------
 
@@ -249,6 +249,7 @@ class Registry:
         method = f"item/{kind}/requestApproval"
         full = {"threadId": thread.id, "turnId": turn.id, **params}
         pending = PendingApproval(
+            thread=thread,
             id=request_id,
             method=method,
             params=full,
@@ -258,7 +259,7 @@ class Registry:
             recipients=set(thread.subscribers),
         )
         thread.pending[request_id] = pending
-        self._pending_index[request_id] = thread
+        self._requests.add(pending)
         for sub in list(thread.subscribers.values()):
             sub.send_nowait(pending.text)  # server requests are never suppressed
         thread.refresh_status()
@@ -267,9 +268,9 @@ class Registry:
 
     def on_client_response(self, sub: Subscriber, message: Response | ErrorResponse) -> None:
         """§7.2: only a recipient may answer; the first answer wins; others are ignored."""
-        thread = self._pending_index.get(message.id)  # type: ignore[arg-type]
-        pending = thread.pending.get(message.id) if thread is not None else None  # type: ignore[arg-type]
-        if thread is None or pending is None or sub.id not in pending.recipients:
+        assert message.id is not None  # the connection passes only answers with an id
+        pending = self._requests.claim(message.id, sub.id)
+        if not isinstance(pending, PendingApproval):
             log.info(
                 "ignoring answer %r from connection %d: not pending for it", message.id, sub.id
             )
@@ -280,11 +281,11 @@ class Registry:
             result = message.result
             value = result.get("decision") if isinstance(result, dict) else None
             decision = value if isinstance(value, str) and value in DECISIONS else "decline"
-        self._settle(thread, pending, decision)
+        self._settle(pending.thread, pending, decision)
 
     def _settle(self, thread: LoadedThread, pending: PendingApproval, decision: str | None) -> None:
         thread.pending.pop(pending.id, None)
-        self._pending_index.pop(pending.id, None)
+        self._requests.discard(pending.id)
         pending.decision = decision
         thread.publish("serverRequest/resolved", {"threadId": thread.id, "requestId": pending.id})
         thread.refresh_status()
@@ -394,7 +395,7 @@ class Registry:
             "running_turns": sum(1 for t in self._loaded.values() if t.turn is not None),
             "subscriptions": sum(len(t.subscribers) for t in self._loaded.values()),
             "subscribers_indexed": len(self._subscriptions),
-            "pending_requests": len(self._pending_index),
+            "pending_requests": len(self._requests),
             "idle_timers": sum(1 for t in self._loaded.values() if t.idle_scope is not None),
         }
 

@@ -10,7 +10,6 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 
 import trio
 import trio_websocket
@@ -170,17 +169,22 @@ async def serve(
             WebSocketTransport(ws, ping_interval=ping_interval, ping_timeout=ping_timeout)
         )
 
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            partial(
-                trio_websocket.serve_websocket,
-                handler,
-                host.strip("[]"),
-                port,
-                None,
-                handler_nursery=handler_nursery,
-                max_message_size=max_message_bytes,
-                message_queue_size=4,
-            )
+    # The listening sockets are ours: closing them when serving ends makes the kernel
+    # reset connections still queued in the backlog, so a client that connects after
+    # shutdown began is refused instead of waiting forever for a handshake (§8.8).
+    listeners = await trio.open_tcp_listeners(port, host=host.strip("[]"))
+    try:
+        server = trio_websocket.WebSocketServer(
+            handler,
+            listeners,
+            handler_nursery=handler_nursery,
+            max_message_size=max_message_bytes,
+            message_queue_size=4,
         )
-        task_status.started(server.port)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            task_status.started(server.port)
+    finally:
+        for listener in listeners:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()

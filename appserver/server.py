@@ -19,7 +19,7 @@ from appserver import jsonrpc
 from appserver.agents import Backends, OpenAISettings
 from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.connection import CLOSE_GOING_AWAY, Connection
-from appserver.handlers import Handlers
+from appserver.handlers import Handlers, Services
 from appserver.store.base import ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.store.sqlite import open_sqlite_store
@@ -276,11 +276,13 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
             server.registry = registry
             codex_home = ":memory:" if config.data_dir is None else str(config.data_dir.resolve())
             server.handlers = Handlers(
-                codex_home=codex_home,
-                store=store,
-                registry=registry,
-                broadcast=server.broadcast,
-                backends=backends,
+                Services(
+                    codex_home=codex_home,
+                    store=store,
+                    registry=registry,
+                    broadcast=server.broadcast,
+                    backends=backends,
+                )
             )
             try:
                 yield server

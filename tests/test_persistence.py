@@ -365,7 +365,7 @@ async def test_end_to_end_over_websocket_across_a_restart(
 async def test_sqlite_thread_list_order_limits_and_pagination(
     server: Server, schema_checker: SchemaChecker, tmp_path: Path
 ) -> None:
-    assert server.handlers.codex_home == str((tmp_path / "store").resolve())
+    assert server.handlers.services.codex_home == str((tmp_path / "store").resolve())
     with trio.fail_after(TIMEOUT):
         async with server.connect() as client:
             client.observer = schema_checker.check

@@ -1,0 +1,64 @@
+"""The method handlers, one module per area (threads, turns, ...). Each area module
+defines small functions `(services, ctx, params) -> result` and a `METHODS` table;
+`Handlers` is the connection's RequestHandler that dispatches to them."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+import attrs
+
+from appserver._version import __version__
+from appserver.connection import Connection, RequestContext
+from appserver.jsonrpc import ErrorResponse, Response
+from appserver.protocol import errors
+from appserver.protocol import types as t
+from appserver.protocol.errors import InvalidParams
+
+from . import threads, turns
+from .common import Handler, Services
+
+AREAS = (threads, turns)
+
+
+def _validate_client_name(name: str) -> None:
+    if not 1 <= len(name) <= 128 or not name.isprintable():
+        raise InvalidParams.field("clientInfo.name", "must be 1 to 128 printable characters")
+
+
+@attrs.define(eq=False)
+class Handlers:
+    services: Services
+    methods: dict[str, Handler] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.methods = {}
+        for area in AREAS:
+            self.methods.update(area.METHODS)
+
+    def initialize(self, conn: Connection, params: t.InitializeParams) -> t.InitializeResult:
+        info = params.client_info
+        _validate_client_name(info.name)
+        return t.InitializeResult(
+            user_agent=f"appserver/{__version__} ({info.name}/{info.version})",
+            codex_home=self.services.codex_home,
+            platform_family="windows" if sys.platform == "win32" else "unix",
+            platform_os=platform.system().lower() or sys.platform,
+        )
+
+    async def handle(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        handler = self.methods.get(method)
+        if handler is None:
+            raise errors.MethodNotFound(f"Method not found: {method}")
+        return await handler(self.services, ctx, params)
+
+    def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
+        self.services.registry.on_client_response(conn, message)
+
+    def on_disconnect(self, conn: Connection) -> None:
+        self.services.registry.on_disconnect(conn)
+
+
+__all__ = ["Handler", "Handlers", "Services"]

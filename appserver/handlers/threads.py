@@ -1,0 +1,166 @@
+"""Thread methods (PROTOCOL.md §5.1 - §5.8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appserver.connection import RequestContext
+from appserver.protocol import errors
+from appserver.protocol import types as t
+from appserver.protocol.errors import InvalidParams
+from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
+from appserver.threads import objects
+from appserver.threads.registry import stored_turn
+
+from .common import Handler, Services, session_result, settings_of, thread_id_of
+
+
+async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams) -> None:
+    settings = await settings_of(p)
+    ts = objects.now()
+    provider = settings.pop("modelProvider", s.backends.default_provider)
+    record = ThreadRecord(
+        id=objects.uuid7(),
+        model_provider=provider,
+        model=settings.pop("model", None) or s.backends.default_model(provider),
+        cwd=settings.pop("cwd", s.default_cwd),
+        created_at=ts,
+        updated_at=ts,
+        settings={
+            "approvalPolicy": "on-request",
+            "sandbox": "workspace-write",
+            "approvalsReviewer": "user",
+            **settings,
+        },
+    )
+    thread = await s.registry.create(ctx.connection, record, ephemeral=p.ephemeral)
+    ctx.respond(session_result(thread, []))
+    s.broadcast("thread/started", {"thread": thread.thread_object()})
+
+
+async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParams) -> None:
+    thread_id = thread_id_of(p.thread_id)
+    settings = await settings_of(p)
+    thread, _ = await s.registry.load(thread_id)
+    # Later turns use them; a running turn keeps its own (§5.2).
+    update = objects.apply_settings(thread.record, settings)
+    if update:
+        await thread.store.update_thread(thread_id, **update)
+    turns = await s.registry.snapshot_turns(thread)
+    if thread.closing or s.registry.get(thread_id) is not thread:
+        raise errors.thread_closing(thread_id)
+    result = session_result(thread, turns)
+    s.registry.rejoin(thread, ctx.connection, lambda: ctx.respond(result))
+
+
+async def thread_read(s: Services, ctx: RequestContext, p: t.ThreadReadParams) -> dict[str, Any]:
+    thread_id = thread_id_of(p.thread_id)
+    thread = s.registry.get(thread_id)
+    if thread is not None:
+        turns = await s.registry.snapshot_turns(thread) if p.include_turns else None
+        return {"thread": thread.thread_object(turns)}
+    record = await s.stored(thread_id)
+    stored = await s.store.get_turns(thread_id) if p.include_turns else []
+    turns = [stored_turn(turn) for turn in stored]
+    return {"thread": objects.thread_object(record, dict(objects.NOT_LOADED), turns=turns)}
+
+
+async def thread_list(s: Services, ctx: RequestContext, p: t.ThreadListParams) -> dict[str, Any]:
+    query = ListQuery(
+        limit=max(1, min(100, 25 if p.limit is None else p.limit)),
+        cursor=p.cursor,
+        sort_key=p.sort_key,
+        archived=p.archived,
+        cwd=p.cwd,
+        search_term=p.search_term,
+        model_providers=tuple(p.model_providers),
+    )
+    try:
+        records, next_cursor = await s.store.list_threads(query)
+    except InvalidCursor:
+        raise errors.invalid_cursor(p.cursor or "") from None
+    data = [objects.thread_object(r, s.status_of(r.id)) for r in records]
+    return {"data": data, "nextCursor": next_cursor}
+
+
+async def thread_loaded_list(
+    s: Services, ctx: RequestContext, p: t.ThreadLoadedListParams
+) -> dict[str, Any]:
+    ids = s.registry.loaded_ids()
+    if p.cursor is not None:
+        ids = [i for i in ids if i > p.cursor]
+    if p.limit is not None:
+        if p.limit < 1:
+            raise InvalidParams.field("limit", "must be at least 1")
+        page = ids[: p.limit]
+        next_cursor = page[-1] if len(ids) > len(page) else None
+    else:
+        page, next_cursor = ids, None
+    return {"data": page, "nextCursor": next_cursor}
+
+
+async def thread_archive(s: Services, ctx: RequestContext, p: t.ThreadIdParams) -> None:
+    thread_id = thread_id_of(p.thread_id)
+    async with s.registry.archiving(thread_id):
+        thread = s.registry.get(thread_id)
+        store = s.store
+        if thread is not None:
+            store = thread.store
+            await s.registry.close(thread, archive=True)
+        else:
+            await s.stored(thread_id)
+        await store.update_thread(thread_id, archived=True, updated_at=objects.now())
+    ctx.respond({})
+    s.broadcast("thread/archived", {"threadId": thread_id})
+
+
+async def thread_unarchive(s: Services, ctx: RequestContext, p: t.ThreadIdParams) -> None:
+    thread_id = thread_id_of(p.thread_id)
+    thread = s.registry.get(thread_id)
+    if thread is not None:  # loaded threads are never archived
+        ctx.respond({"thread": thread.thread_object()})
+        return
+    record = await s.stored(thread_id)
+    if record.archived:
+        record.archived = False
+        record.updated_at = objects.now()
+        await s.store.update_thread(thread_id, archived=False, updated_at=record.updated_at)
+    ctx.respond({"thread": objects.thread_object(record, dict(objects.NOT_LOADED))})
+    s.broadcast("thread/unarchived", {"threadId": thread_id})
+
+
+async def thread_unsubscribe(
+    s: Services, ctx: RequestContext, p: t.ThreadIdParams
+) -> dict[str, str]:
+    thread_id = thread_id_of(p.thread_id)
+    return {"status": s.registry.unsubscribe(ctx.connection, thread_id)}
+
+
+async def thread_name_set(s: Services, ctx: RequestContext, p: t.ThreadSetNameParams) -> None:
+    thread_id = thread_id_of(p.thread_id)
+    name = p.name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidParams.field("name", "must be 1 to 200 characters after trimming")
+    ts = objects.now()
+    thread = s.registry.get(thread_id)
+    if thread is not None:
+        await thread.store.update_thread(thread_id, name=name, updated_at=ts)
+        thread.record.name, thread.record.updated_at = name, ts
+    else:
+        await s.stored(thread_id)
+        await s.store.update_thread(thread_id, name=name, updated_at=ts)
+    ctx.respond({})
+    s.broadcast("thread/name/updated", {"threadId": thread_id, "threadName": name})
+
+
+METHODS: dict[str, Handler] = {
+    "thread/start": thread_start,
+    "thread/resume": thread_resume,
+    "thread/read": thread_read,
+    "thread/list": thread_list,
+    "thread/loaded/list": thread_loaded_list,
+    "thread/archive": thread_archive,
+    "thread/unarchive": thread_unarchive,
+    "thread/unsubscribe": thread_unsubscribe,
+    "thread/name/set": thread_name_set,
+}

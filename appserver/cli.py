@@ -20,7 +20,9 @@ from appserver._version import __version__
 from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.server import ServerConfig, default_data_dir, open_server
 from appserver.store.base import StoreError
+from appserver.transports.unix import default_socket_path
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
+from appserver.transports.ws_auth import MODES, WsAuthError
 
 log = logging.getLogger("appserver")
 
@@ -56,58 +58,140 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+EPILOG = """\
+subcommands:
+  appserver schema --out DIR   write the JSON Schemas (draft-07) of every method,
+                               notification and server request to DIR, in the Codex
+                               app-server's file layout, and exit
+
+listeners (--listen):
+  stdio://           one client on stdin/stdout, newline-delimited JSON (the default)
+  ws://HOST:PORT     websocket; HOST is an IP literal or localhost; port 0 picks one;
+                     prints "appserver listening on ws://HOST:PORT" on stderr
+  unix://PATH        websocket over a Unix socket (mode 0600, removed on exit);
+                     unix:// alone means DATA_DIR/app-server-control/app-server-control.sock;
+                     prints "appserver listening on unix://PATH" on stderr
+  off                no listener: refused (exit 2), appserver has no remote control
+
+environment:
+  APPSERVER_HOME     data dir when --data-dir is not given
+  XDG_DATA_HOME      else the data dir is $XDG_DATA_HOME/appserver
+  OPENAI_API_KEY     API key of the openai agent when --api-key-file is not given
+
+The Codex command line (codex [-c K=V]... app-server ...) is `appserver-codex`.
+Bad flags or an unusable data dir, port or socket: one line on stderr, exit 2."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="appserver", description="JSON-RPC server hosting agent threads.")
-    p.add_argument("--version", action="version", version=f"appserver {__version__}")
-    p.add_argument("--listen", default="stdio://", metavar="URL", help="stdio:// or ws://HOST:PORT")
+    p = _Parser(
+        prog="appserver",
+        description="JSON-RPC server hosting agent threads (the Codex app-server v2 API).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = p.add_argument
+    add("--version", action="version", version=f"appserver {__version__}")
+    add(
+        "--listen", default="stdio://", metavar="URL", help="see listeners below (default stdio://)"
+    )
     store = p.add_mutually_exclusive_group()
-    store.add_argument("--data-dir", type=Path, metavar="DIR", help="where the SQLite store lives")
-    store.add_argument("--in-memory", action="store_true", help="keep nothing on disk")
-    p.add_argument("--ws-token-file", type=Path, metavar="PATH")
-    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN")
-    p.add_argument("--max-message-bytes", type=_positive_int, default=8 * 1024 * 1024, metavar="N")
-    p.add_argument("--outbound-queue", type=_positive_int, default=1024, metavar="N")
-    p.add_argument("--max-inflight", type=_positive_int, default=128, metavar="N")
-    p.add_argument("--idle-unload-seconds", type=_seconds, default=1800.0, metavar="S")
-    p.add_argument("--shutdown-timeout", type=_seconds, default=30.0, metavar="S")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", metavar="LEVEL")
-    p.add_argument("--log-json", action="store_true")
-    model = p.add_argument_group("agent backend")
-    model.add_argument(
-        "--agent",
-        choices=("builtin", "openai"),
-        default="builtin",
-        help="model provider of new threads (default builtin)",
+    store.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_HELP)
+    store.add_argument(
+        "--in-memory", action="store_true", help="keep nothing on disk (default off)"
     )
-    model.add_argument(
-        "--model", default=DEFAULT_MODEL, metavar="NAME", help="model of new openai threads"
-    )
-    model.add_argument(
-        "--model-base-url",
-        default=DEFAULT_BASE_URL,
-        metavar="URL",
-        help="OpenAI-compatible endpoint (POST URL/chat/completions)",
-    )
-    model.add_argument(
-        "--api-key-file", type=Path, metavar="PATH", help="API key (default $OPENAI_API_KEY)"
-    )
-    model.add_argument("--model-timeout", type=_seconds, default=60.0, metavar="S")
+    add("--allow-origin", action="append", default=[], metavar="ORIGIN", help=ORIGIN_HELP)
+    add("--max-message-bytes", type=_positive_int, default=8 << 20, metavar="N", help=SIZE_HELP)
+    add("--outbound-queue", type=_positive_int, default=1024, metavar="N", help=QUEUE_HELP)
+    add("--max-inflight", type=_positive_int, default=128, metavar="N", help=INFLIGHT_HELP)
+    add("--idle-unload-seconds", type=_seconds, default=1800.0, metavar="S", help=IDLE_HELP)
+    add("--shutdown-timeout", type=_seconds, default=30.0, metavar="S", help=SHUTDOWN_HELP)
+    add("--log-level", choices=LOG_LEVELS, default="info", metavar="LEVEL", help=LEVEL_HELP)
+    add("--log-json", action="store_true", help="one JSON object per log line (default off)")
+    auth = p.add_argument_group("websocket authentication", AUTH_HELP).add_argument
+    auth("--ws-auth", choices=MODES, metavar="MODE", help=MODE_HELP)
+    auth("--ws-token-file", type=Path, metavar="PATH", help=TOKEN_FILE_HELP)
+    auth("--ws-token-sha256", metavar="HEX", help=DIGEST_HELP)
+    auth("--ws-shared-secret-file", type=Path, metavar="PATH", help=SECRET_HELP)
+    auth("--ws-issuer", metavar="ISSUER", help="signed: required iss claim (default unchecked)")
+    auth("--ws-audience", metavar="AUDIENCE", help="signed: required aud claim (default unchecked)")
+    auth("--ws-max-clock-skew-seconds", type=_non_negative_int, metavar="SECONDS", help=SKEW_HELP)
+    model = p.add_argument_group("agent backend").add_argument
+    model("--agent", choices=("builtin", "openai"), default="builtin", help=AGENT_HELP)
+    model("--model", default=DEFAULT_MODEL, metavar="NAME", help=MODEL_HELP)
+    model("--model-base-url", default=DEFAULT_BASE_URL, metavar="URL", help=BASE_URL_HELP)
+    model("--api-key-file", type=Path, metavar="PATH", help=KEY_HELP)
+    model("--model-timeout", type=_seconds, default=60.0, metavar="S", help=MODEL_TIMEOUT_HELP)
     return p
+
+
+DATA_HELP = (
+    "where the SQLite store lives (default $APPSERVER_HOME, else $XDG_DATA_HOME/appserver, "
+    "else ~/.local/share/appserver)"
+)
+DIGEST_HELP = "capability token given as its hex SHA-256 digest (default none)"
+ORIGIN_HELP = "browser origin allowed to open a websocket, repeatable (default none)"
+SIZE_HELP = "largest accepted line or frame (default 8388608)"
+QUEUE_HELP = "per-websocket outbound queue in messages; full = slow consumer (default 1024)"
+INFLIGHT_HELP = "concurrent requests per connection before -32001 (default 128)"
+IDLE_HELP = "unload a thread nobody uses after S seconds, 0 = never (default 1800)"
+SHUTDOWN_HELP = "how long running turns may finish after SIGINT/SIGTERM (default 30)"
+LEVEL_HELP = "debug, info, warning or error; logs go to stderr (default info)"
+AUTH_HELP = """\
+Checked at the HTTP upgrade of ws:// connections, before any JSON-RPC; a refusal
+is HTTP 401. A non-loopback ws:// HOST needs one of these (else exit 2). unix://
+sockets are guarded by their mode (0600) instead."""
+MODE_HELP = (
+    "capability-token or signed-bearer-token (default none; capability-token when "
+    "--ws-token-file or --ws-token-sha256 is given)"
+)
+TOKEN_FILE_HELP = (
+    "capability token file; clients send Authorization: Bearer <its trimmed text> (default none)"
+)
+SECRET_HELP = "signed-bearer-token: HS256 JWT secret, >= 32 bytes (default none)"
+SKEW_HELP = "signed: leeway on exp and nbf (default 30)"
+AGENT_HELP = "model provider of new threads (default builtin)"
+MODEL_HELP = f"model of new openai threads (default {DEFAULT_MODEL})"
+BASE_URL_HELP = (
+    f"OpenAI-compatible endpoint, POST URL/chat/completions (default {DEFAULT_BASE_URL})"
+)
+KEY_HELP = "API key of the openai agent (default $OPENAI_API_KEY)"
+MODEL_TIMEOUT_HELP = "connect timeout and longest pause in a streamed answer (default 60)"
 
 
 @attrs.frozen
 class ListenAddress:
-    scheme: str  # "stdio" | "ws"
+    scheme: str  # "stdio" | "ws" | "unix"
     host: str = ""
     port: int = 0
+    path: str = ""  # unix: the socket path ("" = the default under the data dir)
+
+
+LISTEN_FORMS = "stdio://, ws://HOST:PORT, unix://PATH or off"
 
 
 def parse_listen(url: str) -> ListenAddress:
     if url == "stdio://":
         return ListenAddress("stdio")
+    if url.startswith("unix://"):
+        return ListenAddress("unix", path=url.removeprefix("unix://"))
+    if url == "off":
+        raise UsageError(
+            "--listen off: no transport configured; appserver has no remote control, "
+            "so use --listen stdio://, ws://HOST:PORT or unix://PATH"
+        )
     parts = urlsplit(url)
     if parts.scheme != "ws" or parts.path not in ("", "/") or parts.query:
-        raise UsageError(f"--listen: expected stdio:// or ws://HOST:PORT, got {url!r}")
+        raise UsageError(f"--listen: expected {LISTEN_FORMS}, got {url!r}")
     try:
         host, port = parts.hostname, parts.port
     except ValueError as exc:
@@ -121,6 +205,15 @@ def parse_listen(url: str) -> ListenAddress:
     return ListenAddress("ws", host, port)
 
 
+def _read_key_file(flag: str, path: Path) -> None:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
+    if not key:
+        raise UsageError(f"{flag}: {path} is empty")
+
+
 def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
     args = build_parser().parse_args(argv)
     listen = parse_listen(args.listen)
@@ -128,35 +221,27 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         data_dir = None
     else:
         data_dir = (args.data_dir or default_data_dir()).expanduser().absolute()
-    if args.ws_token_file is not None:
-        try:
-            token = args.ws_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"--ws-token-file: cannot read {args.ws_token_file}: {exc.strerror}"
-            ) from None
-        if not token:
-            raise UsageError(f"--ws-token-file: {args.ws_token_file} is empty")
+    listen_url = args.listen
+    if listen.scheme == "unix":
+        home = data_dir or default_data_dir().expanduser().absolute()
+        socket_path = Path(listen.path).expanduser() if listen.path else default_socket_path(home)
+        listen_url = f"unix://{socket_path.absolute()}"
     if args.api_key_file is not None:
-        try:
-            key = args.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"--api-key-file: cannot read {args.api_key_file}: {exc.strerror}"
-            ) from None
-        if not key:
-            raise UsageError(f"--api-key-file: {args.api_key_file} is empty")
+        _read_key_file("--api-key-file", args.api_key_file)
     base_url = urlsplit(args.model_base_url)
     if base_url.scheme not in ("http", "https") or not base_url.netloc:
         raise UsageError(f"--model-base-url: expected an http(s) URL, got {args.model_base_url!r}")
-    if listen.scheme == "ws" and not is_loopback_host(listen.host) and args.ws_token_file is None:
-        raise UsageError(
-            f"refusing to listen on non-loopback host {listen.host} without --ws-token-file"
-        )
-    return ServerConfig(
-        listen=args.listen,
+    config = ServerConfig(
+        listen=listen_url,
         data_dir=data_dir,
-        ws_token_file=args.ws_token_file,
+        ws_auth=args.ws_auth,
+        ws_token_file=args.ws_token_file and args.ws_token_file.expanduser().absolute(),
+        ws_token_sha256=args.ws_token_sha256,
+        ws_shared_secret_file=args.ws_shared_secret_file
+        and args.ws_shared_secret_file.expanduser().absolute(),
+        ws_issuer=args.ws_issuer,
+        ws_audience=args.ws_audience,
+        ws_max_clock_skew_seconds=args.ws_max_clock_skew_seconds,
         allow_origins=tuple(args.allow_origin),
         max_message_bytes=args.max_message_bytes,
         outbound_queue=args.outbound_queue,
@@ -171,6 +256,16 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         api_key_file=args.api_key_file,
         model_timeout=args.model_timeout,
     )
+    try:
+        auth = config.load_ws_auth()
+    except WsAuthError as exc:
+        raise UsageError(str(exc)) from None
+    if listen.scheme == "ws" and not is_loopback_host(listen.host) and auth is None:
+        raise UsageError(
+            f"refusing to listen on non-loopback host {listen.host} "
+            "without --ws-token-file or --ws-auth"
+        )
+    return config
 
 
 class _JsonFormatter(logging.Formatter):
@@ -221,6 +316,13 @@ def _find_exception(exc: BaseException, kind: type[OSError]) -> OSError | None:
     return None
 
 
+def _listen_error(exc: BaseException, where: str) -> BaseException:
+    os_error = _find_exception(exc, OSError)
+    if os_error is None:
+        return exc
+    return UsageError(f"cannot listen on {where}: {os_error.strerror or os_error}")
+
+
 async def run(config: ServerConfig) -> None:
     listen = parse_listen(config.listen)
     async with open_server(config) as server, trio.open_nursery() as nursery:
@@ -229,15 +331,15 @@ async def run(config: ServerConfig) -> None:
                 try:
                     port = await nursery.start(server.serve_websocket, listen.host, listen.port)
                 except (OSError, BaseExceptionGroup) as exc:
-                    os_error = _find_exception(exc, OSError)
-                    if os_error is None:
-                        raise
-                    raise UsageError(
-                        f"cannot listen on {listen.host}:{listen.port}: "
-                        f"{os_error.strerror or os_error}"
-                    ) from None
+                    raise _listen_error(exc, f"{listen.host}:{listen.port}") from None
                 host = f"[{listen.host}]" if ":" in listen.host else listen.host
                 print(f"appserver listening on ws://{host}:{port}", file=sys.stderr, flush=True)
+            elif listen.scheme == "unix":
+                try:
+                    path = await nursery.start(server.serve_unix, Path(listen.path))
+                except (OSError, BaseExceptionGroup) as exc:
+                    raise _listen_error(exc, f"unix://{listen.path}") from None
+                print(f"appserver listening on unix://{path}", file=sys.stderr, flush=True)
             else:
 
                 async def stdio_then_stop() -> None:

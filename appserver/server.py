@@ -24,10 +24,11 @@ from appserver.store.base import ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.store.sqlite import open_sqlite_store
 from appserver.threads.registry import Registry, open_registry
-from appserver.transports import websocket
+from appserver.transports import unix, websocket
 from appserver.transports.base import Transport
 from appserver.transports.lines import LineTransport
 from appserver.transports.memory import memory_transport_pair
+from appserver.transports.ws_auth import WsAuthPolicy, WsAuthSettings
 
 if TYPE_CHECKING:
     from appserver.client import Client
@@ -51,9 +52,17 @@ def default_data_dir() -> Path:
 class ServerConfig:
     """Every CLI option as a field (PROTOCOL.md §2.1, §11). data_dir=None: in memory."""
 
-    listen: str = "stdio://"
+    listen: str = "stdio://"  # stdio://, ws://HOST:PORT, unix://[PATH] (off: none, refused)
     data_dir: Path | None = None
+    # websocket authentication (PROTOCOL.md §2.2, transports/ws_auth.py). ws_auth None with
+    # a token file or digest means capability-token.
+    ws_auth: str | None = None  # "capability-token" | "signed-bearer-token"
     ws_token_file: Path | None = None
+    ws_token_sha256: str | None = None
+    ws_shared_secret_file: Path | None = None
+    ws_issuer: str | None = None
+    ws_audience: str | None = None
+    ws_max_clock_skew_seconds: int | None = None  # None: 30
     allow_origins: Sequence[str] = ()
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     outbound_queue: int = 1024
@@ -96,13 +105,21 @@ class ServerConfig:
             raise ValueError(f"unknown agent backend: {self.agent!r}")
         return backends
 
-    def read_token(self) -> str | None:
-        if self.ws_token_file is None:
-            return None
-        token = self.ws_token_file.read_text(encoding="utf-8").strip()
-        if not token:
-            raise ValueError(f"token file is empty: {self.ws_token_file}")
-        return token
+    def ws_auth_settings(self) -> WsAuthSettings:
+        return WsAuthSettings(
+            mode=self.ws_auth,
+            token_file=self.ws_token_file,
+            token_sha256=self.ws_token_sha256,
+            shared_secret_file=self.ws_shared_secret_file,
+            issuer=self.ws_issuer,
+            audience=self.ws_audience,
+            max_clock_skew_seconds=self.ws_max_clock_skew_seconds,
+        )
+
+    def load_ws_auth(self) -> WsAuthPolicy | None:
+        """The websocket authentication policy; raises WsAuthError (a ValueError) when
+        the settings do not fit together or a file cannot be read."""
+        return self.ws_auth_settings().load()
 
 
 @attrs.define(eq=False)
@@ -110,7 +127,7 @@ class Server:
     config: ServerConfig
     store: ThreadStore
     _conn_nursery: trio.Nursery
-    _token: str | None
+    _ws_auth: WsAuthPolicy | None
     registry: Registry = attrs.field(init=False)
     handlers: Handlers = attrs.field(init=False)
     _connections: set[Connection] = attrs.Factory(set)
@@ -162,9 +179,10 @@ class Server:
         """Serve websocket clients on host:port until cancelled or shut down; for
         `nursery.start`, which returns the bound port."""
         websocket.validate_listen_host(host)
-        if not websocket.is_loopback_host(host) and self._token is None:
+        if not websocket.is_loopback_host(host) and self._ws_auth is None:
             raise ValueError(
-                f"refusing to listen on non-loopback host {host} without --ws-token-file"
+                f"refusing to listen on non-loopback host {host} "
+                "without --ws-token-file or --ws-auth"
             )
         with trio.CancelScope() as scope:
             self._listener_scopes.add(scope)
@@ -175,7 +193,33 @@ class Server:
                     self.run_connection,
                     handler_nursery=self._conn_nursery,
                     allowed_origins=self.config.allow_origins,
-                    token=self._token,
+                    auth=self._ws_auth,
+                    max_message_bytes=self.config.max_message_bytes,
+                    ping_interval=self.config.ws_ping_interval,
+                    ping_timeout=self.config.ws_ping_timeout,
+                    task_status=task_status,
+                )
+            finally:
+                self._listener_scopes.discard(scope)
+
+    async def serve_unix(
+        self,
+        path: Path,
+        *,
+        task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve websocket clients on the Unix socket `path` (mode 0600, removed when
+        serving ends) until cancelled or shut down; for `nursery.start`, which returns
+        the socket's absolute path. No bearer check: the file mode is the guard, as in
+        the reference."""
+        with trio.CancelScope() as scope:
+            self._listener_scopes.add(scope)
+            try:
+                await unix.serve(
+                    path,
+                    self.run_connection,
+                    handler_nursery=self._conn_nursery,
+                    allowed_origins=self.config.allow_origins,
                     max_message_bytes=self.config.max_message_bytes,
                     ping_interval=self.config.ws_ping_interval,
                     ping_timeout=self.config.ws_ping_timeout,
@@ -263,10 +307,10 @@ class Server:
 async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Server]:
     """Run a server for the duration of the block; leaving it shuts down (§8.8)."""
     config = config or ServerConfig()
-    token = config.read_token()
+    ws_auth = config.load_ws_auth()
     backends = config.backends()
     async with _open_store(config) as store, trio.open_nursery() as conn_nursery:
-        server = Server(config, store, conn_nursery, token)
+        server = Server(config, store, conn_nursery, ws_auth)
         async with open_registry(
             store,
             server.broadcast,

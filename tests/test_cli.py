@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from appserver._version import __version__
+from appserver.cli import build_parser, config_from_args
 from appserver.client import connect_websocket, spawn_stdio
 
 from support import SchemaChecker, appserver_argv, run_ws_server
@@ -49,6 +50,13 @@ def test_version() -> None:
         (["--log-level", "loud"], "--log-level"),
         (["--data-dir", "/x", "--in-memory"], "not allowed with"),
         (["--ws-token-file", "/nonexistent/token"], "cannot read"),
+        (["--listen", "off"], "no transport configured"),
+        (["--listen", "ws://0.0.0.0:0", "--ws-issuer", "x"], "require --ws-auth signed"),
+        (["--ws-auth", "capability-token"], "--ws-token-sha256 is required"),
+        (["--ws-auth", "bogus"], "--ws-auth"),
+        (["--ws-token-sha256", "zz"], "64-character hex"),
+        (["--ws-auth", "signed-bearer-token"], "--ws-shared-secret-file is required"),
+        (["--ws-max-clock-skew-seconds", "-1"], "non-negative"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args: list[str], needle: str) -> None:
@@ -57,6 +65,32 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], needle: str) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], done.stderr
     assert done.stdout == ""
+
+
+def test_help_lists_schema_listeners_and_every_default() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for needle in ("appserver schema --out DIR", "unix://PATH", "--ws-auth MODE", "off "):
+        assert needle in done.stdout, needle
+    for action in build_parser()._actions:
+        if action.dest not in ("help", "version"):
+            assert action.help and "default" in action.help, action.option_strings
+
+
+def test_non_loopback_host_with_auth_is_accepted() -> None:
+    digest = "ab" * 32
+    args = ["--listen", "ws://0.0.0.0:0", "--ws-auth", "capability-token"]
+    config = config_from_args([*args, "--ws-token-sha256", digest])
+    assert config.ws_auth == "capability-token" and config.ws_token_sha256 == digest
+
+
+def test_unusable_socket_path_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    done = run_cli("--in-memory", "--listen", f"unix://{blocker}/s.sock")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on unix://{blocker}/s.sock" in lines[0]
 
 
 def test_unusable_data_dir_exits_2(tmp_path: Path) -> None:

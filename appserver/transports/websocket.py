@@ -1,21 +1,24 @@
 """websocket transport (trio-websocket): one JSON-RPC message per text frame.
 
-`serve` does the HTTP-level checks before any JSON-RPC: Origin (403) and bearer token
-(401, constant-time compare), then hands each accepted socket to `on_connection`.
+`serve` does the HTTP-level checks before any JSON-RPC: Origin (403) and authentication
+(401, `ws_auth.py`), then hands each accepted socket to `on_connection`. `serve_listeners`
+runs the same upgrade handler on other listeners (the Unix socket of `unix.py`).
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import cast
 
 import trio
 import trio_websocket
 
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import TransportClosed
+from appserver.transports.ws_auth import WsAuthPolicy, authorize
 
 log = logging.getLogger("appserver.websocket")
 
@@ -135,21 +138,16 @@ def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None
     return None
 
 
-async def serve(
-    host: str,
-    port: int,
+def make_handler(
     on_connection: Callable[[WebSocketTransport], Awaitable[None]],
     *,
-    handler_nursery: trio.Nursery,
     allowed_origins: Sequence[str] = (),
-    token: str | None = None,
-    max_message_bytes: int,
+    auth: WsAuthPolicy | None = None,
     ping_interval: float = PING_INTERVAL,
     ping_timeout: float = PING_TIMEOUT,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Listen on host:port until cancelled; reports the bound port through task_status."""
-    expected = f"Bearer {token}".encode() if token is not None else None
+) -> Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]:
+    """The upgrade handler: Origin (403), then authentication (401, ws_auth.py), both
+    before any JSON-RPC; an accepted socket goes to `on_connection`."""
     origins = frozenset(allowed_origins)
 
     async def handler(request: trio_websocket.WebSocketRequest) -> None:
@@ -158,32 +156,81 @@ async def serve(
             log.warning("refused websocket from origin %r", origin)
             await request.reject(403, body=b"origin not allowed\n")
             return
-        if expected is not None:
-            given = (_header(request, b"authorization") or "").encode("latin-1")
-            if not hmac.compare_digest(given, expected):
-                log.warning("refused websocket with a missing or wrong bearer token")
-                await request.reject(401, body=b"unauthorized\n")
-                return
+        refusal = authorize(auth, _header(request, b"authorization"))
+        if refusal is not None:
+            log.warning("refused websocket: %s", refusal)
+            await request.reject(
+                401,
+                extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
+                body=refusal.encode(),
+            )
+            return
         ws = await request.accept()
         await on_connection(
             WebSocketTransport(ws, ping_interval=ping_interval, ping_timeout=ping_timeout)
         )
 
+    return handler
+
+
+async def serve_listeners(
+    listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
+    handler: Callable[[trio_websocket.WebSocketRequest], Awaitable[None]],
+    *,
+    handler_nursery: trio.Nursery,
+    max_message_bytes: int,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve websocket upgrades on the given listeners until cancelled (TCP or Unix)."""
+    server = trio_websocket.WebSocketServer(
+        handler,
+        cast("list[trio.SocketListener]", list(listeners)),
+        handler_nursery=handler_nursery,
+        max_message_size=max_message_bytes,
+        message_queue_size=4,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        task_status.started()
+
+
+async def serve(
+    host: str,
+    port: int,
+    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    *,
+    handler_nursery: trio.Nursery,
+    allowed_origins: Sequence[str] = (),
+    auth: WsAuthPolicy | None = None,
+    max_message_bytes: int,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on host:port until cancelled; reports the bound port through task_status."""
+    handler = make_handler(
+        on_connection,
+        allowed_origins=allowed_origins,
+        auth=auth,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+    )
     # The listening sockets are ours: closing them when serving ends makes the kernel
     # reset connections still queued in the backlog, so a client that connects after
     # shutdown began is refused instead of waiting forever for a handshake (§8.8).
     listeners = await trio.open_tcp_listeners(port, host=host.strip("[]"))
     try:
-        server = trio_websocket.WebSocketServer(
-            handler,
-            listeners,
-            handler_nursery=handler_nursery,
-            max_message_size=max_message_bytes,
-            message_queue_size=4,
-        )
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
-            task_status.started(server.port)
+            await nursery.start(
+                partial(
+                    serve_listeners,
+                    listeners,
+                    handler,
+                    handler_nursery=handler_nursery,
+                    max_message_bytes=max_message_bytes,
+                )
+            )
+            task_status.started(listeners[0].socket.getsockname()[1])
     finally:
         for listener in listeners:
             with trio.CancelScope(shield=True):

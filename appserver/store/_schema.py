@@ -79,7 +79,30 @@ _V1: Final = (
     "CREATE INDEX items_by_turn ON items (turn_seq, seq)",
 )
 
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1),)
+# Turn timing (Codex 0.171 Turn.startedAt / completedAt / durationMs), Unix milliseconds.
+_V2: Final = (
+    "ALTER TABLE turns ADD COLUMN started_at_ms INTEGER",
+    "ALTER TABLE turns ADD COLUMN completed_at_ms INTEGER",
+)
+
+# The recency_at sort key (Codex 0.171 Thread.recencyAt: creation, then each turn start).
+# Existing threads get the start of their last turn (schema 2 timing), else their
+# updated_at if they had turns, else created_at. thread_history also records the old
+# recency_at of each change (key_seq now covers both mutable keys); rows older than this
+# migration keep 0 there, which is never read: no recency_at cursor predates it.
+_V3: Final = (
+    "ALTER TABLE threads ADD COLUMN recency_at INTEGER NOT NULL DEFAULT 0",
+    """UPDATE threads SET recency_at = coalesce(
+        (SELECT max(u.started_at_ms) / 1000 FROM turns u WHERE u.thread_id = threads.id),
+        CASE WHEN EXISTS (SELECT 1 FROM turns u WHERE u.thread_id = threads.id)
+            THEN updated_at ELSE created_at END)""",
+    "ALTER TABLE thread_history ADD COLUMN old_recency_at INTEGER NOT NULL DEFAULT 0",
+    "CREATE INDEX threads_recency ON threads "
+    "(archived, recency_at, id, key_seq, preview_fold, name_fold)",
+    "CREATE INDEX threads_cwd_recency ON threads (archived, cwd, recency_at, id)",
+)
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 

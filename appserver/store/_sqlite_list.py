@@ -1,6 +1,7 @@
 """thread/list for SqliteStore: one keyset page, in the reader's transaction.
 
-See :mod:`appserver.store.sqlite` for the design (indexes, the updated_at snapshot).
+See :mod:`appserver.store.sqlite` for the design (indexes, the snapshot of the mutable
+sort keys) and :mod:`appserver.store.cursor` for the cursor positions.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import json
 import sqlite3
 from typing import Any, Final
 
-from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
-from appserver.store.cursor import Cursor, encode_cursor, fold, is_utf8
+from appserver.store.base import InvalidCursor, ListQuery, ThreadPage, ThreadRecord
+from appserver.store.cursor import Cursor, fold, is_utf8, page_cursors
 
 __all__ = ["COLUMNS", "list_page", "thread_from_row"]
 
@@ -18,7 +19,7 @@ Row = tuple[Any, ...]
 
 COLUMNS: Final = (
     "t.id, t.preview, t.name, t.model_provider, t.model, t.cwd, "
-    "t.created_at, t.updated_at, t.archived, "
+    "t.created_at, t.updated_at, t.recency_at, t.archived, "
     "(SELECT s.settings FROM thread_settings s WHERE s.thread_id = t.id)"
 )
 
@@ -33,76 +34,150 @@ def thread_from_row(row: Row) -> ThreadRecord:
         cwd=row[5],
         created_at=row[6],
         updated_at=row[7],
-        archived=bool(row[8]),
-        settings=json.loads(row[9]),
+        recency_at=row[8],
+        archived=bool(row[9]),
+        settings=json.loads(row[10]),
     )
 
 
-def _filters(query: ListQuery) -> tuple[str, list[Any]] | None:
-    """SQL conditions on ``t`` for the query's filters; None if nothing can match."""
-    strings = [query.cwd or "", query.search_term or "", *query.model_providers]
-    if not all(is_utf8(s) for s in strings):
-        return None  # stored text is always valid UTF-8
+def _in(column: str, values: list[str], *, negate: bool = False) -> str:
+    if len(values) == 1:
+        return f"{column} {'!=' if negate else '='} ?"
+    return f"{column} {'NOT IN' if negate else 'IN'} ({', '.join('?' * len(values))})"
+
+
+#: Up to this many ``cwd`` values, each gets its own index walk (merged here), so rare
+#: directories cost no more than one; past it, one walk filters on them all.
+MAX_CWD_WALKS: Final = 8
+
+
+def _utf8(values: tuple[str, ...]) -> list[str]:
+    """Distinct values that can match: stored text is always valid UTF-8."""
+    return sorted({value for value in values if is_utf8(value)})
+
+
+def _filters(query: ListQuery) -> list[tuple[str, list[Any]]] | None:
+    """SQL conditions on ``t`` for the query's filters, one per index walk to run (one
+    per cwd, up to ``MAX_CWD_WALKS``); None if nothing can match."""
     clauses = ["t.archived = ?"]
     params: list[Any] = [int(query.archived)]
-    if query.cwd is not None:
-        clauses.append("t.cwd = ?")
-        params.append(query.cwd)
+    if query.included_ids is not None:
+        included = _utf8(query.included_ids)
+        if not included:
+            return None
+        clauses.append(_in("t.id", included))
+        params += included
+    excluded = sorted({value for value in query.excluded_ids if is_utf8(value)})
+    if excluded:
+        clauses.append(_in("t.id", excluded, negate=True))
+        params += excluded
     if query.search_term:
+        if not is_utf8(query.search_term):
+            return None
         clauses.append("(instr(t.preview_fold, ?) > 0 OR instr(t.name_fold, ?) > 0)")
         params += [fold(query.search_term)] * 2
     if query.model_providers:
-        clauses.append(f"t.model_provider IN ({', '.join('?' * len(query.model_providers))})")
-        params += query.model_providers
-    return " AND ".join(clauses), params
+        providers = sorted({value for value in query.model_providers if is_utf8(value)})
+        if not providers:
+            return None
+        clauses.append(_in("t.model_provider", providers))
+        params += providers
+    cwds = query.cwds()
+    if cwds is None:
+        return [(" AND ".join(clauses), params)]
+    values = _utf8(cwds)
+    if not values:
+        return None
+    if len(values) > MAX_CWD_WALKS:
+        return [(" AND ".join([*clauses, _in("t.cwd", values)]), params + values)]
+    return [(" AND ".join([*clauses, "t.cwd = ?"]), [*params, cwd]) for cwd in values]
 
 
-def list_page(
-    conn: sqlite3.Connection, query: ListQuery, cursor: Cursor | None
-) -> tuple[list[ThreadRecord], str | None]:
-    """One page of ``query`` after ``cursor`` (already decoded), and the next cursor."""
-    change_seq, pruned_seq = conn.execute(
-        "SELECT change_seq, pruned_seq FROM store_state WHERE id = 1"
-    ).fetchone()
-    snapshot: int = change_seq
-    if cursor is not None:
-        if cursor.snapshot > change_seq:
-            raise InvalidCursor("invalid cursor: not issued by this store")
-        if query.sort_key == "updated_at" and cursor.snapshot < pruned_seq:
-            raise InvalidCursor("invalid cursor: expired, start paging again")
-        snapshot = cursor.snapshot
-    filters = _filters(query)
-    if filters is None:
-        return [], None
-    where, params = filters
+def _keyset(
+    key: str, id_column: str, cursor: Cursor | None, descending: bool
+) -> tuple[str, list[Any]]:
+    """The condition "beyond ``cursor``" on (``key``, ``id_column``)."""
+    if cursor is None:
+        return "", []
+    cmp = "<" if descending else ">"
+    if cursor.id is None:  # an inclusive anchor (backwards cursor)
+        return f" AND {key} {cmp}= ?", [cursor.key]
+    return f" AND ({key}, {id_column}) {cmp} (?, ?)", [cursor.key, cursor.id]
+
+
+def _walk(
+    conn: sqlite3.Connection,
+    table: str,
+    where: str,
+    params: list[Any],
+    query: ListQuery,
+    cursor: Cursor | None,
+    snapshot: int,
+    change_seq: int,
+    limit: int,
+) -> list[Row]:
+    """Up to ``limit + 1`` rows beyond ``cursor`` in the order as of ``snapshot``,
+    unsorted across the two parts (the last column is the sort key's value)."""
     key = query.sort_key
-    limit = max(1, query.limit)
-    after: list[Any] = [] if cursor is None else [cursor.key, cursor.id]
-    keyset = "" if cursor is None else f" AND (t.{key}, t.id) < (?, ?)"
-    unchanged = "" if key == "created_at" else " AND t.key_seq <= ?"
-    rows = conn.execute(
-        f"SELECT {COLUMNS}, t.{key} FROM threads t WHERE {where}{unchanged}{keyset} "
-        f"ORDER BY t.{key} DESC, t.id DESC LIMIT ?",
-        [*params, *([snapshot] if unchanged else []), *after, limit + 1],
+    mutable = key != "created_at"
+    descending = query.direction == "desc"
+    order = "DESC" if descending else "ASC"
+    keyset, after = _keyset(f"t.{key}", "t.id", cursor, descending)
+    unchanged = " AND t.key_seq <= ?" if mutable else ""
+    rows: list[Row] = conn.execute(
+        f"SELECT {COLUMNS}, t.{key} FROM {table} WHERE {where}{unchanged}{keyset} "
+        f"ORDER BY t.{key} {order}, t.id {order} LIMIT ?",
+        [*params, *([snapshot] if mutable else []), *after, limit + 1],
     ).fetchall()
-    if key == "updated_at" and snapshot < change_seq:
-        # threads whose updated_at changed since the snapshot, at their old position
-        keyset = "" if cursor is None else " AND (h.old_updated_at, h.thread_id) < (?, ?)"
+    if mutable and snapshot < change_seq:
+        # threads whose key changed since the snapshot, at their old position
+        keyset, after = _keyset(f"h.old_{key}", "h.thread_id", cursor, descending)
         rows += conn.execute(
-            f"SELECT {COLUMNS}, h.old_updated_at FROM thread_history h "
+            f"SELECT {COLUMNS}, h.old_{key} FROM thread_history h "
             "CROSS JOIN threads t ON t.id = h.thread_id "  # history drives the join
             "WHERE h.seq > ? AND NOT EXISTS (SELECT 1 FROM thread_history e "
             "WHERE e.thread_id = h.thread_id AND e.seq > ? AND e.seq < h.seq) "
             f"AND {where}{keyset} "
-            "ORDER BY h.old_updated_at DESC, h.thread_id DESC LIMIT ?",
+            f"ORDER BY h.old_{key} {order}, h.thread_id {order} LIMIT ?",
             [snapshot, snapshot, *params, *after, limit + 1],
         ).fetchall()
-        rows.sort(key=lambda row: (row[-1], row[0]), reverse=True)
-    page = [thread_from_row(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            Cursor(sort_key=key, key=last[-1], id=last[0], snapshot=snapshot)
-        )
-    return page, next_cursor
+    return rows
+
+
+def list_page(conn: sqlite3.Connection, query: ListQuery, cursor: Cursor | None) -> ThreadPage:
+    """One page of ``query`` from ``cursor`` (already decoded), with its cursors."""
+    change_seq, pruned_seq = conn.execute(
+        "SELECT change_seq, pruned_seq FROM store_state WHERE id = 1"
+    ).fetchone()
+    key = query.sort_key
+    mutable = key != "created_at"
+    snapshot: int = change_seq
+    if cursor is not None:
+        if cursor.snapshot > change_seq:
+            raise InvalidCursor("invalid cursor: not issued by this store")
+        if mutable and cursor.snapshot < pruned_seq:
+            raise InvalidCursor("invalid cursor: expired, start paging again")
+        snapshot = cursor.snapshot
+    walks = _filters(query)
+    if walks is None:
+        return ThreadPage(threads=[], next_cursor=None, backwards_cursor=None)
+    descending = query.direction == "desc"
+    limit = max(1, query.limit)
+    # At most 100 included ids: look them up by primary key, never walk a sort index.
+    table = (
+        "threads t"
+        if query.included_ids is None
+        else "threads t INDEXED BY sqlite_autoindex_threads_1"
+    )
+    rows: list[Row] = []
+    for where, params in walks:
+        rows += _walk(conn, table, where, params, query, cursor, snapshot, change_seq, limit)
+    if len(walks) > 1 or (mutable and snapshot < change_seq):
+        rows.sort(key=lambda row: (row[-1], row[0]), reverse=descending)
+        del rows[limit + 1 :]
+    next_cursor, backwards = page_cursors([(row[-1], row[0]) for row in rows], limit, key, snapshot)
+    return ThreadPage(
+        threads=[thread_from_row(row) for row in rows[:limit]],
+        next_cursor=next_cursor,
+        backwards_cursor=backwards,
+    )

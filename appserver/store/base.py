@@ -11,7 +11,8 @@ from typing import Any, Literal, Protocol
 import attrs
 
 TurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
-SortKey = Literal["created_at", "updated_at"]
+SortKey = Literal["created_at", "updated_at", "recency_at"]
+SortDirection = Literal["asc", "desc"]
 
 
 class StoreError(Exception):
@@ -36,9 +37,16 @@ class ThreadRecord:
     cwd: str
     created_at: int
     updated_at: int
+    # When the thread last saw user activity (its creation, then each turn start): the
+    # ``recency_at`` sort key (Codex's Thread.recencyAt). Defaults to ``created_at``.
+    recency_at: int = attrs.field()
     archived: bool = False
     # approvalPolicy, sandbox, baseInstructions, developerInstructions, config, ... (JSON)
     settings: dict[str, Any] = attrs.Factory(dict)
+
+    @recency_at.default
+    def _recency_at_default(self) -> int:
+        return self.created_at
 
 
 @attrs.define(kw_only=True)
@@ -48,17 +56,48 @@ class TurnRecord:
     status: TurnStatus
     error: dict[str, Any] | None = None
     items: list[dict[str, Any]] = attrs.Factory(list)
+    # Unix milliseconds; None when not recorded (turns stored before schema 2, or cut
+    # off by a crash).
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ListQuery:
+    """One thread/list page request. Every filter narrows the listing:
+
+    - ``cwd``: one path or several (exact match; an empty tuple matches nothing);
+    - ``included_ids``: None = unrestricted, else only these ids (``()`` matches nothing);
+    - ``excluded_ids``: never these ids;
+    - ``model_providers``: ``()`` = every provider;
+    - ``search_term``: case-insensitive substring of the preview or the name.
+    """
+
     limit: int = 25
     cursor: str | None = None
     sort_key: SortKey = "created_at"
+    direction: SortDirection = "desc"
     archived: bool = False
-    cwd: str | None = None
+    cwd: str | tuple[str, ...] | None = None
     search_term: str | None = None
     model_providers: tuple[str, ...] = ()
+    included_ids: tuple[str, ...] | None = None
+    excluded_ids: tuple[str, ...] = ()
+
+    def cwds(self) -> tuple[str, ...] | None:
+        return (self.cwd,) if isinstance(self.cwd, str) else self.cwd
+
+
+@attrs.frozen(kw_only=True)
+class ThreadPage:
+    """A page of thread/list: ``next_cursor`` continues after the last thread in the
+    same direction (None at the end); ``backwards_cursor`` (None for an empty page),
+    used with the opposite direction, lists from the page's first thread backwards,
+    including every thread that shares its sort key value."""
+
+    threads: list[ThreadRecord]
+    next_cursor: str | None
+    backwards_cursor: str | None
 
 
 _UNSET: Any = object()
@@ -83,10 +122,20 @@ class ThreadStore(Protocol):
         model_provider: str = _UNSET,
     ) -> None: ...
 
-    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]: ...
+    async def list_page(self, query: ListQuery) -> ThreadPage: ...
+
+    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+        """``list_page`` without the backwards cursor."""
+        ...
 
     async def start_turn(
-        self, thread_id: str, turn_id: str, *, updated_at: int, preview: str | None = None
+        self,
+        thread_id: str,
+        turn_id: str,
+        *,
+        updated_at: int,
+        preview: str | None = None,
+        started_at_ms: int | None = None,
     ) -> None: ...
 
     async def put_item(self, thread_id: str, turn_id: str, item: dict[str, Any]) -> None: ...
@@ -99,6 +148,7 @@ class ThreadStore(Protocol):
         status: TurnStatus,
         error: dict[str, Any] | None,
         updated_at: int,
+        completed_at_ms: int | None = None,
     ) -> None: ...
 
     async def get_turns(self, thread_id: str) -> list[TurnRecord]: ...

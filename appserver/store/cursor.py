@@ -3,12 +3,16 @@
 A cursor is ``urlsafe-base64(JSON)`` without padding, e.g. the JSON
 ``{"v":1,"k":"updated_at","t":1700000000,"i":"0190...","s":42}``:
 
-- ``k``: the sort key the cursor was issued for (using it with the other key is an error);
-- ``t``, ``i``: the (sort key value, thread id) of the last thread of the previous page;
-  the next page holds the threads strictly "older" than that pair;
+- ``k``: the sort key the cursor was issued for (using it with another key is an error);
+- ``t``, ``i``: a position in the (sort key value, thread id) order. A ``nextCursor``
+  names the last thread of its page: the next page holds the threads strictly beyond
+  that pair in the request's direction. A ``backwardsCursor`` has ``"i": null``: an
+  anchor at the value ``t`` itself, so a page from it includes every thread whose key
+  equals ``t`` (same-second threads are never skipped). A position has no direction:
+  the request's ``sortDirection`` says which way to go from it, as in Codex.
 - ``s``: the store's change sequence when paging began (the first page was read). The
-  ``updated_at`` order of every later page is the order as of that moment (see
-  :mod:`appserver.store.sqlite`).
+  ``updated_at`` / ``recency_at`` order of every later page, in either direction, is the
+  order as of that moment (see :mod:`appserver.store.sqlite`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from appserver.store.base import InvalidCursor, SortKey
 __all__ = [
     "DEFAULT_HISTORY_RETENTION_SECONDS",
     "Cursor",
+    "beyond",
     "clone_json",
     "decode_cursor",
     "dump_json",
@@ -32,6 +37,7 @@ __all__ = [
     "fold",
     "is_utf8",
     "item_id",
+    "page_cursors",
 ]
 
 #: How long the updated_at history behind cursors is kept: a cursor is honoured for at
@@ -40,14 +46,14 @@ DEFAULT_HISTORY_RETENTION_SECONDS: Final = 24 * 3600.0
 
 _VERSION: Final = 1
 _MAX_CURSOR_CHARS: Final = 2048
-_SORT_KEYS: Final[tuple[SortKey, ...]] = ("created_at", "updated_at")
+_SORT_KEYS: Final[tuple[SortKey, ...]] = ("created_at", "updated_at", "recency_at")
 
 
 @attrs.frozen(kw_only=True)
 class Cursor:
     sort_key: SortKey
     key: int
-    id: str
+    id: str | None  # None: an inclusive anchor at ``key`` (a backwards cursor)
     snapshot: int
 
 
@@ -90,9 +96,9 @@ def decode_cursor(text: object, sort_key: SortKey) -> Cursor:
         raise InvalidCursor("invalid cursor: unknown sort key")
     if fields["k"] != sort_key:
         raise InvalidCursor(f"invalid cursor: issued for sortKey {fields['k']!r}, not {sort_key!r}")
-    if not _is_int(fields["t"]) or not isinstance(fields["i"], str):
+    if not _is_int(fields["t"]) or not (fields["i"] is None or isinstance(fields["i"], str)):
         raise InvalidCursor("invalid cursor: wrong shape")
-    if not is_utf8(fields["i"]):
+    if fields["i"] is not None and not is_utf8(fields["i"]):
         raise InvalidCursor("invalid cursor: bad id")
     if not _is_int(fields["s"]) or fields["s"] < 0:
         raise InvalidCursor("invalid cursor: wrong shape")
@@ -133,3 +139,32 @@ def is_utf8(text: str) -> bool:
 def clone_json(value: Any) -> Any:
     """A deep copy through JSON: what a value looks like after a trip through SQLite."""
     return json.loads(dump_json(value))
+
+
+def beyond(key: int, thread_id: str, cursor: Cursor | None, descending: bool) -> bool:
+    """Whether (key, thread_id) comes after ``cursor`` in the listing's direction."""
+    if cursor is None:
+        return True
+    if cursor.id is None:  # an inclusive anchor
+        return key <= cursor.key if descending else key >= cursor.key
+    if descending:
+        return (key, thread_id) < (cursor.key, cursor.id)
+    return (key, thread_id) > (cursor.key, cursor.id)
+
+
+def page_cursors(
+    rows: list[tuple[int, str]], limit: int, sort_key: SortKey, snapshot: int
+) -> tuple[str | None, str | None]:
+    """(nextCursor, backwardsCursor) for a page cut from ``rows`` (the (key, id) of up
+    to ``limit + 1`` threads in listing order; more than ``limit`` means more follow)."""
+    next_cursor = backwards = None
+    if len(rows) > limit:
+        key, last_id = rows[limit - 1]
+        next_cursor = encode_cursor(
+            Cursor(sort_key=sort_key, key=key, id=last_id, snapshot=snapshot)
+        )
+    if rows:
+        backwards = encode_cursor(
+            Cursor(sort_key=sort_key, key=rows[0][0], id=None, snapshot=snapshot)
+        )
+    return next_cursor, backwards

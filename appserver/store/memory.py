@@ -21,19 +21,21 @@ from appserver.store.base import (
     _UNSET,
     InvalidCursor,
     ListQuery,
+    SortKey,
     ThreadNotStored,
+    ThreadPage,
     ThreadRecord,
     TurnRecord,
     TurnStatus,
 )
 from appserver.store.cursor import (
     DEFAULT_HISTORY_RETENTION_SECONDS,
-    Cursor,
+    beyond,
     clone_json,
     decode_cursor,
-    encode_cursor,
     fold,
     item_id,
+    page_cursors,
 )
 from appserver.store.errors import AlreadyStored, StoreClosed, TurnNotStored
 
@@ -46,32 +48,54 @@ class _Turn:
     status: TurnStatus
     error: dict[str, Any] | None = None
     items: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
 
 
 @attrs.define
 class _Thread:
     record: ThreadRecord
-    key_seq: int = 0  # change seq of the last updated_at change (0: none)
-    history: list[tuple[int, int]] = attrs.Factory(list)  # (seq, previous updated_at)
+    key_seq: int = 0  # change seq of the last updated_at / recency_at change (0: none)
+    # (seq, previous updated_at, previous recency_at)
+    history: list[tuple[int, int, int]] = attrs.Factory(list)
     turns: dict[str, _Turn] = attrs.Factory(dict)
 
-    def updated_at_as_of(self, snapshot: int) -> int:
+    def key_as_of(self, sort_key: SortKey, snapshot: int) -> int:
+        if sort_key == "created_at":
+            return self.record.created_at
+        current = self.record.updated_at if sort_key == "updated_at" else self.record.recency_at
         if self.key_seq <= snapshot:
-            return self.record.updated_at
-        for seq, previous in self.history:
+            return current
+        for seq, updated_at, recency_at in self.history:
             if seq > snapshot:
-                return previous
-        return self.record.updated_at  # unreachable while the history is intact
+                return updated_at if sort_key == "updated_at" else recency_at
+        return current  # unreachable while the history is intact
 
 
 def _copy_thread(record: ThreadRecord) -> ThreadRecord:
     return attrs.evolve(record, settings=clone_json(record.settings))
 
 
-def _matches(record: ThreadRecord, query: ListQuery) -> bool:
+@attrs.frozen
+class _Ids:
+    included: frozenset[str] | None
+    excluded: frozenset[str]
+
+    @classmethod
+    def of(cls, query: ListQuery) -> _Ids:
+        included = query.included_ids
+        return cls(None if included is None else frozenset(included), frozenset(query.excluded_ids))
+
+
+def _matches(record: ThreadRecord, query: ListQuery, ids: _Ids) -> bool:
     if record.archived != query.archived:
         return False
-    if query.cwd is not None and record.cwd != query.cwd:
+    cwds = query.cwds()
+    if cwds is not None and record.cwd not in cwds:
+        return False
+    if ids.included is not None and record.id not in ids.included:
+        return False
+    if record.id in ids.excluded:
         return False
     if query.model_providers and record.model_provider not in query.model_providers:
         return False
@@ -114,14 +138,18 @@ class MemoryStore:
             raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
         return turn
 
-    def _set_updated_at(self, thread: _Thread, updated_at: int) -> None:
-        previous = thread.record.updated_at
-        if updated_at == previous:
+    def _set_updated_at(
+        self, thread: _Thread, updated_at: int, *, recency_at: int | None = None
+    ) -> None:
+        record = thread.record
+        previous, previous_recency = record.updated_at, record.recency_at
+        recency = previous_recency if recency_at is None else recency_at
+        if updated_at == previous and recency == previous_recency:
             return
         self._seq += 1
-        thread.history.append((self._seq, previous))
+        thread.history.append((self._seq, previous, previous_recency))
         thread.key_seq = self._seq
-        thread.record.updated_at = updated_at
+        record.updated_at, record.recency_at = updated_at, recency
         self._log.append((self._seq, thread.record.id, time.time()))
         self._prune(self._retention)
 
@@ -182,53 +210,60 @@ class MemoryStore:
         if updated_at is not _UNSET:
             self._set_updated_at(thread, updated_at)
 
-    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+    async def list_page(self, query: ListQuery) -> ThreadPage:
         await self._enter()
-        cursor = None if query.cursor is None else decode_cursor(query.cursor, query.sort_key)
+        key = query.sort_key
+        cursor = None if query.cursor is None else decode_cursor(query.cursor, key)
         snapshot = self._seq
         if cursor is not None:
             if cursor.snapshot > self._seq:
                 raise InvalidCursor("invalid cursor: not issued by this store")
-            if query.sort_key == "updated_at" and cursor.snapshot < self._pruned_seq:
+            if key != "created_at" and cursor.snapshot < self._pruned_seq:
                 raise InvalidCursor("invalid cursor: expired, start paging again")
             snapshot = cursor.snapshot
-        after = None if cursor is None else (cursor.key, cursor.id)
+        descending = query.direction == "desc"
         rows: list[tuple[int, str, ThreadRecord]] = []
+        ids = _Ids.of(query)
         for thread in self._threads.values():
             record = thread.record
-            if not _matches(record, query):
+            if not _matches(record, query, ids):
                 continue
-            if query.sort_key == "created_at":
-                key = record.created_at
-            else:
-                key = thread.updated_at_as_of(snapshot)
-            if after is not None and (key, record.id) >= after:
-                continue
-            rows.append((key, record.id, record))
+            value = thread.key_as_of(key, snapshot)
+            if beyond(value, record.id, cursor, descending):
+                rows.append((value, record.id, record))
         limit = max(1, query.limit)
-        top = heapq.nlargest(limit + 1, rows, key=lambda row: (row[0], row[1]))
-        page = [_copy_thread(record) for _, _, record in top[:limit]]
-        next_cursor = None
-        if len(top) > limit:
-            key, last_id, _ = top[limit - 1]
-            next_cursor = encode_cursor(
-                Cursor(sort_key=query.sort_key, key=key, id=last_id, snapshot=snapshot)
-            )
-        return page, next_cursor
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        top = pick(limit + 1, rows, key=lambda row: (row[0], row[1]))
+        next_cursor, backwards = page_cursors([(k, i) for k, i, _ in top], limit, key, snapshot)
+        return ThreadPage(
+            threads=[_copy_thread(record) for _, _, record in top[:limit]],
+            next_cursor=next_cursor,
+            backwards_cursor=backwards,
+        )
+
+    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+        page = await self.list_page(query)
+        return page.threads, page.next_cursor
 
     # -- turns and items -------------------------------------------------------------
 
     async def start_turn(
-        self, thread_id: str, turn_id: str, *, updated_at: int, preview: str | None = None
+        self,
+        thread_id: str,
+        turn_id: str,
+        *,
+        updated_at: int,
+        preview: str | None = None,
+        started_at_ms: int | None = None,
     ) -> None:
         await self._enter()
         thread = self._thread(thread_id)
         if turn_id in thread.turns:
             raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
-        thread.turns[turn_id] = _Turn(id=turn_id, status="inProgress")
+        thread.turns[turn_id] = _Turn(id=turn_id, status="inProgress", started_at_ms=started_at_ms)
         if preview is not None:
             thread.record.preview = preview
-        self._set_updated_at(thread, updated_at)
+        self._set_updated_at(thread, updated_at, recency_at=updated_at)
 
     async def put_item(self, thread_id: str, turn_id: str, item: dict[str, Any]) -> None:
         await self._enter()
@@ -245,9 +280,11 @@ class MemoryStore:
         status: TurnStatus,
         error: dict[str, Any] | None,
         updated_at: int,
+        completed_at_ms: int | None = None,
     ) -> None:
         await self._enter()
         turn = self._turn(thread_id, turn_id)
+        turn.completed_at_ms = completed_at_ms
         stored_error = None if error is None else clone_json(error)
         turn.status = status
         turn.error = stored_error
@@ -265,6 +302,8 @@ class MemoryStore:
                 status=turn.status,
                 error=clone_json(turn.error),
                 items=[clone_json(item) for item in turn.items.values()],
+                started_at_ms=turn.started_at_ms,
+                completed_at_ms=turn.completed_at_ms,
             )
             for turn in thread.turns.values()
         ]

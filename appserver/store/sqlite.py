@@ -13,25 +13,30 @@ items and errors are JSON text; settings sit in their own table so thread rows s
 small. At open any turn left ``inProgress`` (by a process that died) becomes
 ``interrupted``.
 
-thread/list (``_sqlite_list``) is keyset-paginated on (sort key, id) descending through
-the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key, id)``: a page is one
-index range walk of about ``limit`` entries whatever its depth; no OFFSET, no sort.
+thread/list (``_sqlite_list``) is keyset-paginated on (sort key, id), descending or
+ascending, through the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key,
+id)`` for each key (created_at, updated_at, recency_at): a page is one index range walk
+of about ``limit`` entries whatever its depth, in either direction; no OFFSET, no sort.
+``includedThreadIds`` is a primary-key lookup of at most 100 rows (then sorted);
+``excludedThreadIds`` and several ``cwd`` values filter entries during the walk.
 ``searchTerm`` (substring of the casefolded preview/name columns) and
 ``modelProviders`` filter entries during the walk, so a rare term walks further (the
 fold columns are in the index so that walk does not read the table: ~8 ms for a 0.1%
 term at 100k threads).
 
 Stable cursors. ``created_at`` never changes, so plain keyset paging neither repeats nor
-skips. ``updated_at`` does change, so every change of a thread's ``updated_at`` bumps a
-global ``change_seq`` and appends ``(seq, thread_id, previous updated_at)`` to
-``thread_history``; the thread row keeps the seq of its last change (``key_seq``). The
+skips. ``updated_at`` and ``recency_at`` do change, so every change of either bumps a
+global ``change_seq`` and appends ``(seq, thread_id, previous updated_at, previous
+recency_at)`` to ``thread_history``; the thread row keeps the seq of its last change
+(``key_seq``). What follows for updated_at holds for recency_at alike. The
 first page records the current ``change_seq`` (the snapshot ``S``) in its cursor, and
 every later page orders each thread by its updated_at *as of S*: the current value if
 ``key_seq <= S``, else the ``previous updated_at`` of its first history entry after
 ``S`` (threads created after S count with the updated_at they were created with). A
 page is the merge of two keyset queries: unchanged threads via the index, and changed
 ones via the history rows after S. So the whole walk follows one frozen order, and no
-thread that existed at S is repeated or skipped. Filters (archived, name/preview
+thread that existed at S is repeated or skipped; a backwards cursor carries the same S,
+so walking back from any page follows that order too. Filters (archived, name/preview
 search) apply to the current state: a thread archived mid-walk leaves an unarchived
 listing. History older than ``history_retention_seconds`` (default 24 h) is pruned; an
 updated_at cursor whose needed history is gone raises ``InvalidCursor`` ("expired"), so a
@@ -45,19 +50,27 @@ import contextlib
 import json
 import pathlib
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from appserver.store._schema import SCHEMA_VERSION, migrate
 from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
+from appserver.store._sqlite_rows import (
+    INSERT_SETTINGS_SQL,
+    INSERT_THREAD_SQL,
+    connect_db,
+    prune,
+    thread_params,
+    touch,
+)
 from appserver.store.base import (
     _UNSET,
     ListQuery,
     StoreError,
     ThreadNotStored,
+    ThreadPage,
     ThreadRecord,
     TurnRecord,
     TurnStatus,
@@ -71,52 +84,17 @@ from appserver.store.cursor import (
 )
 from appserver.store.errors import AlreadyStored, StoreClosed, StoreOpenError, TurnNotStored
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "open_sqlite_store"]
+__all__ = [
+    "INSERT_SETTINGS_SQL",
+    "INSERT_THREAD_SQL",
+    "SCHEMA_VERSION",
+    "SqliteStore",
+    "open_sqlite_store",
+    "thread_params",
+]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
-
-INSERT_THREAD_SQL: Final = (
-    "INSERT INTO threads (id, preview, name, model_provider, model, cwd, created_at, "
-    "updated_at, archived, preview_fold, name_fold) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-INSERT_SETTINGS_SQL: Final = "INSERT INTO thread_settings (thread_id, settings) VALUES (?, ?)"
-
-
-def thread_params(record: ThreadRecord) -> Row:
-    """``INSERT_THREAD_SQL`` parameters for ``record`` (``INSERT_SETTINGS_SQL`` takes
-    ``(record.id, dump_json(record.settings))``)."""
-    return (
-        record.id,
-        record.preview,
-        record.name,
-        record.model_provider,
-        record.model,
-        record.cwd,
-        record.created_at,
-        record.updated_at,
-        int(record.archived),
-        fold(record.preview),
-        None if record.name is None else fold(record.name),
-    )
-
-
-def _connect(path: pathlib.Path, *, read_only: bool) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
-    try:
-        if not read_only:
-            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if str(mode).lower() != "wal":
-                raise StoreOpenError(f"cannot put the store at {path} in WAL mode ({mode})")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        if read_only:
-            conn.execute("PRAGMA query_only = ON")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
 class SqliteStore:
@@ -151,10 +129,10 @@ class SqliteStore:
         path = pathlib.Path(path)
 
         def connect() -> SqliteStore:
-            writer = _connect(path, read_only=False)
+            writer = connect_db(path, read_only=False)
             try:
                 migrate(writer, path)
-                reader = _connect(path, read_only=True)
+                reader = connect_db(path, read_only=True)
             except BaseException:
                 writer.close()
                 raise
@@ -223,37 +201,22 @@ class SqliteStore:
             raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
         return int(row[0])
 
-    def _touch(self, conn: sqlite3.Connection, thread_id: str, old: int, new: int) -> None:
-        """Set updated_at, recording the change in the cursor history."""
-        if new == old:
-            return
-        conn.execute("UPDATE store_state SET change_seq = change_seq + 1 WHERE id = 1")
-        (seq,) = conn.execute("SELECT change_seq FROM store_state WHERE id = 1").fetchone()
-        conn.execute(
-            "INSERT INTO thread_history (seq, thread_id, old_updated_at, recorded_at) "
-            "VALUES (?, ?, ?, ?)",
-            (seq, thread_id, old, time.time()),
-        )
-        conn.execute(
-            "UPDATE threads SET updated_at = ?, key_seq = ? WHERE id = ?", (new, seq, thread_id)
-        )
-        self._prune(conn, self.history_retention_seconds)
+    def _touch(
+        self,
+        conn: sqlite3.Connection,
+        thread_id: str,
+        old: int,
+        new: int,
+        *,
+        recency_at: int | None = None,
+    ) -> None:
+        """Set updated_at (and recency_at), recording the change in the cursor history."""
+        touch(conn, thread_id, old, new, recency_at=recency_at)
+        prune(conn, self.history_retention_seconds)
 
     @staticmethod
     def _prune(conn: sqlite3.Connection, max_age_seconds: float) -> int:
-        cutoff = time.time() - max_age_seconds
-        oldest = conn.execute("SELECT recorded_at FROM thread_history ORDER BY seq LIMIT 1")
-        row = oldest.fetchone()
-        if row is None or row[0] >= cutoff:
-            return 0
-        (last,) = conn.execute(
-            "SELECT max(seq) FROM thread_history INDEXED BY thread_history_age "
-            "WHERE recorded_at < ?",
-            (cutoff,),
-        ).fetchone()
-        deleted = conn.execute("DELETE FROM thread_history WHERE seq <= ?", (last,)).rowcount
-        conn.execute("UPDATE store_state SET pruned_seq = max(pruned_seq, ?) WHERE id = 1", (last,))
-        return int(deleted)
+        return prune(conn, max_age_seconds)
 
     # -- threads ---------------------------------------------------------------------
 
@@ -322,21 +285,31 @@ class SqliteStore:
 
         await self._write(write)
 
-    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+    async def list_page(self, query: ListQuery) -> ThreadPage:
         cursor = None if query.cursor is None else decode_cursor(query.cursor, query.sort_key)
         return await self._read(lambda conn: list_page(conn, query, cursor))
+
+    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
+        page = await self.list_page(query)
+        return page.threads, page.next_cursor
 
     # -- turns and items -------------------------------------------------------------
 
     async def start_turn(
-        self, thread_id: str, turn_id: str, *, updated_at: int, preview: str | None = None
+        self,
+        thread_id: str,
+        turn_id: str,
+        *,
+        updated_at: int,
+        preview: str | None = None,
+        started_at_ms: int | None = None,
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             old = self._updated_at(conn, thread_id)
             inserted = conn.execute(
-                "INSERT INTO turns (thread_id, id, status) VALUES (?, ?, 'inProgress') "
-                "ON CONFLICT (thread_id, id) DO NOTHING",
-                (thread_id, turn_id),
+                "INSERT INTO turns (thread_id, id, status, started_at_ms) "
+                "VALUES (?, ?, 'inProgress', ?) ON CONFLICT (thread_id, id) DO NOTHING",
+                (thread_id, turn_id, started_at_ms),
             )
             if inserted.rowcount == 0:
                 raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
@@ -345,7 +318,7 @@ class SqliteStore:
                     "UPDATE threads SET preview = ?, preview_fold = ? WHERE id = ?",
                     (preview, fold(preview), thread_id),
                 )
-            self._touch(conn, thread_id, old, updated_at)
+            self._touch(conn, thread_id, old, updated_at, recency_at=updated_at)
 
         await self._write(write)
 
@@ -371,14 +344,15 @@ class SqliteStore:
         status: TurnStatus,
         error: dict[str, Any] | None,
         updated_at: int,
+        completed_at_ms: int | None = None,
     ) -> None:
         error_json = None if error is None else dump_json(error)
 
         def write(conn: sqlite3.Connection) -> None:
             turn_seq = self._turn_seq(conn, thread_id, turn_id)
             conn.execute(
-                "UPDATE turns SET status = ?, error = ? WHERE seq = ?",
-                (status, error_json, turn_seq),
+                "UPDATE turns SET status = ?, error = ?, completed_at_ms = ? WHERE seq = ?",
+                (status, error_json, completed_at_ms, turn_seq),
             )
             self._touch(conn, thread_id, self._updated_at(conn, thread_id), updated_at)
 
@@ -387,8 +361,9 @@ class SqliteStore:
     async def get_turns(self, thread_id: str) -> list[TurnRecord]:
         def read(conn: sqlite3.Connection) -> list[TurnRecord]:
             turns: dict[int, TurnRecord] = {}
-            for seq, turn_id, status, error, body in conn.execute(
-                "SELECT t.seq, t.id, t.status, t.error, i.body FROM turns t "
+            for seq, turn_id, status, error, started, completed, body in conn.execute(
+                "SELECT t.seq, t.id, t.status, t.error, t.started_at_ms, t.completed_at_ms, "
+                "i.body FROM turns t "
                 "LEFT JOIN items i ON i.turn_seq = t.seq "
                 "WHERE t.thread_id = ? ORDER BY t.seq, i.seq",
                 (thread_id,),
@@ -397,7 +372,12 @@ class SqliteStore:
                 if turn is None:
                     error_value = None if error is None else json.loads(error)
                     turn = turns[seq] = TurnRecord(
-                        id=turn_id, thread_id=thread_id, status=status, error=error_value
+                        id=turn_id,
+                        thread_id=thread_id,
+                        status=status,
+                        error=error_value,
+                        started_at_ms=started,
+                        completed_at_ms=completed,
                     )
                 if body is not None:
                     turn.items.append(json.loads(body))

@@ -120,7 +120,7 @@ async def test_file_is_healthy_wal_and_versioned(db_path: pathlib.Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         versions = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(SCHEMA_VERSION,)] == [(1,)]
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (3,)
     finally:
         conn.close()
@@ -128,7 +128,8 @@ async def test_file_is_healthy_wal_and_versioned(db_path: pathlib.Path) -> None:
         pass
     conn = sqlite3.connect(db_path)
     try:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
+        count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        assert count == (SCHEMA_VERSION,)
     finally:
         conn.close()
 

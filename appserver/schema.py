@@ -1,14 +1,16 @@
-"""`appserver schema --out DIR`: JSON Schemas (draft-07) of the wire protocol.
+"""`appserver schema --out DIR`: JSON Schemas (draft-07) of the wire, in Codex's layout.
 
-Every schema is generated from attrs classes with type hints:
+Everything is generated from the one description of the wire in `appserver.protocol`:
+the METHODS table and its params types, `protocol.results.RESULTS`,
+`protocol.notifications.NOTIFICATIONS`, `protocol.server_requests.SERVER_REQUESTS` and the
+JSON-RPC envelopes. The files are laid out as Codex 0.171's own `generate-json-schema`
+writes them:
 
-- params: the classes of the METHODS table (`appserver.protocol.types`), which are also
-  what the server validates requests with;
-- results, notifications and server requests: the server builds those as plain dicts on
-  the hot path, so their shapes are described once, here, by the small attrs models
-  below (the tests check that what a real server emits validates against them).
-
-Python names are snake_case; `converter.camel` gives the wire names, as for params.
+    ClientRequest.json  ClientNotification.json  ServerNotification.json  ServerRequest.json
+    JSONRPC{Message,Request,Notification,Response,Error,ErrorError}.json  RequestId.json
+    <ServerRequest>Params.json  <ServerRequest>Response.json       (server requests)
+    v1/InitializeParams.json  v1/InitializeResponse.json
+    v2/<Method>Params.json  v2/<Method>Response.json  v2/<Notification>.json
 """
 
 from __future__ import annotations
@@ -24,397 +26,15 @@ from typing import Any, Literal, NoReturn
 
 import attrs
 
-from appserver.protocol import types as t
+from appserver.protocol import envelopes
 from appserver.protocol.converter import camel
-from appserver.protocol.methods import METHODS
+from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
+from appserver.protocol.notifications import NOTIFICATIONS
+from appserver.protocol.results import RESULTS, V1_METHODS, wire_name
+from appserver.protocol.server_requests import SERVER_REQUESTS
+from appserver.protocol.wire import WIRE_SCHEMA, RequestId, is_wire_required
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
-SCHEMA_VERSION_DIR = "v2"
-
-# --- objects (PROTOCOL.md §4) ----------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStatusNotLoaded:
-    type: Literal["notLoaded"]
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStatusIdle:
-    type: Literal["idle"]
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStatusSystemError:
-    type: Literal["systemError"]
-
-
-ActiveFlag = Literal["waitingOnApproval", "waitingOnUserInput"]
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStatusActive:
-    type: Literal["active"]
-    active_flags: list[ActiveFlag]
-
-
-ThreadStatus = (
-    ThreadStatusNotLoaded | ThreadStatusIdle | ThreadStatusSystemError | ThreadStatusActive
-)
-
-ItemStatus = Literal["inProgress", "completed", "failed", "declined"]
-
-
-@attrs.frozen(kw_only=True)
-class UserMessageItem:
-    type: Literal["userMessage"]
-    id: str
-    content: list[t.UserInput]
-
-
-@attrs.frozen(kw_only=True)
-class AgentMessageItem:
-    type: Literal["agentMessage"]
-    id: str
-    text: str
-    phase: None
-    memory_citation: None
-
-
-@attrs.frozen(kw_only=True)
-class ReasoningItem:
-    type: Literal["reasoning"]
-    id: str
-    summary: list[str]
-    content: list[str]
-
-
-@attrs.frozen(kw_only=True)
-class CommandAction:
-    type: Literal["unknown"]
-    command: str
-
-
-@attrs.frozen(kw_only=True)
-class CommandExecutionItem:
-    type: Literal["commandExecution"]
-    id: str
-    command: str
-    cwd: str
-    process_id: str | None
-    source: Literal["agent"]
-    status: ItemStatus
-    command_actions: list[CommandAction]
-    aggregated_output: str | None
-    exit_code: int | None
-    duration_ms: int | None
-
-
-@attrs.frozen(kw_only=True)
-class FileChangeKindAdd:
-    type: Literal["add"]
-
-
-@attrs.frozen(kw_only=True)
-class FileChangeKindDelete:
-    type: Literal["delete"]
-
-
-@attrs.frozen(kw_only=True)
-class FileChangeKindUpdate:
-    type: Literal["update"]
-    move_path: None
-
-
-@attrs.frozen(kw_only=True)
-class FileUpdateChange:
-    path: str
-    kind: FileChangeKindAdd | FileChangeKindDelete | FileChangeKindUpdate
-    diff: str
-
-
-@attrs.frozen(kw_only=True)
-class FileChangeItem:
-    type: Literal["fileChange"]
-    id: str
-    changes: list[FileUpdateChange]
-    status: ItemStatus
-
-
-ThreadItem = (
-    UserMessageItem | AgentMessageItem | ReasoningItem | CommandExecutionItem | FileChangeItem
-)
-
-
-@attrs.frozen(kw_only=True)
-class TurnError:
-    message: str
-    codex_error_info: None
-    additional_details: None
-
-
-@attrs.frozen(kw_only=True)
-class Turn:
-    id: str
-    items: list[ThreadItem]
-    status: Literal["inProgress", "completed", "interrupted", "failed"]
-    error: TurnError | None
-
-
-@attrs.frozen(kw_only=True)
-class Thread:
-    id: str
-    preview: str
-    name: str | None
-    ephemeral: bool
-    model_provider: str
-    cwd: str
-    created_at: int
-    updated_at: int
-    status: ThreadStatus
-    path: None
-    cli_version: str
-    source: Literal["appServer"]
-    agent_nickname: None
-    agent_role: None
-    git_info: None
-    turns: list[Turn]
-
-
-@attrs.frozen(kw_only=True)
-class SandboxPolicyReadOnly:
-    type: Literal["readOnly"]
-
-
-@attrs.frozen(kw_only=True)
-class SandboxPolicyWorkspaceWrite:
-    type: Literal["workspaceWrite"]
-    writable_roots: list[str]
-    network_access: bool
-
-
-@attrs.frozen(kw_only=True)
-class SandboxPolicyDangerFullAccess:
-    type: Literal["dangerFullAccess"]
-
-
-SandboxPolicy = SandboxPolicyReadOnly | SandboxPolicyWorkspaceWrite | SandboxPolicyDangerFullAccess
-
-# --- results (§3, §5) ------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class ThreadSessionResult:
-    """The result of thread/start and thread/resume (§5.1, §5.2)."""
-
-    thread: Thread
-    model: str
-    model_provider: str
-    service_tier: None
-    cwd: str
-    approval_policy: t.ApprovalPolicy
-    approvals_reviewer: Literal["user"]
-    sandbox: SandboxPolicy
-    reasoning_effort: None
-
-
-@attrs.frozen(kw_only=True)
-class ThreadResult:
-    thread: Thread
-
-
-@attrs.frozen(kw_only=True)
-class ThreadListResult:
-    data: list[Thread]
-    next_cursor: str | None
-
-
-@attrs.frozen(kw_only=True)
-class ThreadLoadedListResult:
-    data: list[str]
-    next_cursor: str | None
-
-
-@attrs.frozen(kw_only=True)
-class ThreadUnsubscribeResult:
-    status: Literal["notLoaded", "notSubscribed", "unsubscribed"]
-
-
-@attrs.frozen(kw_only=True)
-class TurnResult:
-    turn: Turn
-
-
-@attrs.frozen(kw_only=True)
-class EmptyResult:
-    """An empty object."""
-
-
-RESULTS: dict[str, type] = {
-    "initialize": t.InitializeResult,
-    "thread/start": ThreadSessionResult,
-    "thread/resume": ThreadSessionResult,
-    "thread/read": ThreadResult,
-    "thread/list": ThreadListResult,
-    "thread/loaded/list": ThreadLoadedListResult,
-    "thread/archive": EmptyResult,
-    "thread/unarchive": ThreadResult,
-    "thread/unsubscribe": ThreadUnsubscribeResult,
-    "thread/name/set": EmptyResult,
-    "turn/start": TurnResult,
-    "turn/interrupt": EmptyResult,
-}
-
-# --- notifications (§6) ----------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStartedNotification:
-    thread: Thread
-
-
-@attrs.frozen(kw_only=True)
-class ThreadStatusChangedNotification:
-    thread_id: str
-    status: ThreadStatus
-
-
-@attrs.frozen(kw_only=True)
-class ThreadIdNotification:
-    thread_id: str
-
-
-@attrs.frozen(kw_only=True)
-class ThreadNameUpdatedNotification:
-    thread_id: str
-    thread_name: str
-
-
-@attrs.frozen(kw_only=True)
-class TurnNotification:
-    thread_id: str
-    turn: Turn
-
-
-@attrs.frozen(kw_only=True)
-class ItemNotification:
-    thread_id: str
-    turn_id: str
-    item: ThreadItem
-
-
-@attrs.frozen(kw_only=True)
-class ItemDeltaNotification:
-    thread_id: str
-    turn_id: str
-    item_id: str
-    delta: str
-
-
-@attrs.frozen(kw_only=True)
-class ReasoningSummaryTextDeltaNotification(ItemDeltaNotification):
-    summary_index: int
-
-
-@attrs.frozen(kw_only=True)
-class ServerRequestResolvedNotification:
-    thread_id: str
-    request_id: int | str
-
-
-@attrs.frozen(kw_only=True)
-class ErrorNotification:
-    error: TurnError
-    will_retry: bool
-    thread_id: str
-    turn_id: str
-
-
-# method -> (schema name, params model)
-NOTIFICATIONS: dict[str, tuple[str, type]] = {
-    "thread/started": ("ThreadStartedNotification", ThreadStartedNotification),
-    "thread/status/changed": ("ThreadStatusChangedNotification", ThreadStatusChangedNotification),
-    "thread/closed": ("ThreadClosedNotification", ThreadIdNotification),
-    "thread/archived": ("ThreadArchivedNotification", ThreadIdNotification),
-    "thread/unarchived": ("ThreadUnarchivedNotification", ThreadIdNotification),
-    "thread/name/updated": ("ThreadNameUpdatedNotification", ThreadNameUpdatedNotification),
-    "turn/started": ("TurnStartedNotification", TurnNotification),
-    "turn/completed": ("TurnCompletedNotification", TurnNotification),
-    "item/started": ("ItemStartedNotification", ItemNotification),
-    "item/completed": ("ItemCompletedNotification", ItemNotification),
-    "item/agentMessage/delta": ("AgentMessageDeltaNotification", ItemDeltaNotification),
-    "item/reasoning/summaryTextDelta": (
-        "ReasoningSummaryTextDeltaNotification",
-        ReasoningSummaryTextDeltaNotification,
-    ),
-    "item/commandExecution/outputDelta": (
-        "CommandExecutionOutputDeltaNotification",
-        ItemDeltaNotification,
-    ),
-    "item/fileChange/outputDelta": ("FileChangeOutputDeltaNotification", ItemDeltaNotification),
-    "serverRequest/resolved": (
-        "ServerRequestResolvedNotification",
-        ServerRequestResolvedNotification,
-    ),
-    "error": ("ErrorNotification", ErrorNotification),
-}
-
-# --- server requests (§7) --------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class CommandExecutionRequestApprovalParams:
-    thread_id: str
-    turn_id: str
-    item_id: str
-    approval_id: str | None = None
-    reason: str | None = None
-    command: str
-    cwd: str
-    command_actions: list[CommandAction]
-
-
-@attrs.frozen(kw_only=True)
-class FileChangeRequestApprovalParams:
-    thread_id: str
-    turn_id: str
-    item_id: str
-    reason: None
-    grant_root: None
-
-
-@attrs.frozen(kw_only=True)
-class ApprovalResponse:
-    decision: t.Decision
-
-
-# method -> (schema name stem, params model, result model)
-SERVER_REQUESTS: dict[str, tuple[str, type, type]] = {
-    "item/commandExecution/requestApproval": (
-        "CommandExecutionRequestApproval",
-        CommandExecutionRequestApprovalParams,
-        ApprovalResponse,
-    ),
-    "item/fileChange/requestApproval": (
-        "FileChangeRequestApproval",
-        FileChangeRequestApprovalParams,
-        ApprovalResponse,
-    ),
-}
-
-# Method names whose schema name is not their parts capitalised and joined.
-_METHOD_NAME_OVERRIDES = {"thread/name/set": "ThreadSetName"}
-
-
-def method_schema_name(method: str) -> str:
-    """`thread/loaded/list` -> `ThreadLoadedList` (the Codex schema file naming)."""
-    override = _METHOD_NAME_OVERRIDES.get(method)
-    if override is not None:
-        return override
-    return "".join(part[:1].upper() + part[1:] for part in method.split("/"))
-
-
-# --- the generator ---------------------------------------------------------------------
 
 _PRIMITIVES: dict[object, str] = {
     str: "string",
@@ -441,6 +61,13 @@ def _allows_null(schema: dict[str, Any]) -> bool:
     return any(_allows_null(branch) for branch in schema.get("anyOf", ()))
 
 
+def _description(cls: type) -> str | None:
+    doc = cls.__doc__
+    if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' generated docstring
+        return " ".join(doc.split())
+    return None
+
+
 class SchemaGenerator:
     """Turns type hints into JSON Schema; attrs classes become `definitions`."""
 
@@ -454,6 +81,8 @@ class SchemaGenerator:
             return {"type": "null"}
         if tp in _PRIMITIVES:
             return {"type": _PRIMITIVES[tp]}
+        if tp == RequestId:
+            return self._named("RequestId", {"anyOf": [{"type": "string"}, {"type": "integer"}]})
         if isinstance(tp, type) and attrs.has(tp):
             return self.ref(tp)
         origin = typing.get_origin(tp)
@@ -474,6 +103,10 @@ class SchemaGenerator:
             return {"type": "object"}
         raise TypeError(f"no JSON Schema for type {tp!r}")
 
+    def _named(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        self.definitions.setdefault(name, schema)
+        return {"$ref": f"#/definitions/{name}"}
+
     def ref(self, cls: type) -> dict[str, Any]:
         name = cls.__name__
         if name not in self.definitions:
@@ -487,8 +120,11 @@ class SchemaGenerator:
         required: list[str] = []
         for field in attrs.fields(cls):
             name = camel(field.name)
-            schema = dict(self.of(field.type))
-            if field.default is attrs.NOTHING:
+            if WIRE_SCHEMA in field.metadata:
+                schema = dict(field.metadata[WIRE_SCHEMA])
+            else:
+                schema = dict(self.of(field.type))
+            if is_wire_required(field):
                 required.append(name)
             else:
                 # An optional field sent as null means the same as leaving it out (§9).
@@ -498,64 +134,135 @@ class SchemaGenerator:
                     schema["default"] = field.default
             properties[name] = schema
         out: dict[str, Any] = {"title": title or cls.__name__, "type": "object"}
-        doc = cls.__doc__
-        if doc and not doc.startswith(f"{cls.__name__}("):  # attrs' generated docstring
-            out["description"] = " ".join(doc.split())
+        description = _description(cls)
+        if description:
+            out["description"] = description
         out["properties"] = properties
         if required:
-            out["required"] = required
+            out["required"] = sorted(required)
         return out
 
+    def union(self, tp: Any, title: str) -> dict[str, Any]:
+        return {"title": title, "anyOf": [self.of(a) for a in typing.get_args(tp)]}
 
-def root_schema(cls: type, title: str) -> dict[str, Any]:
-    """A standalone draft-07 schema for `cls`, with every nested class in `definitions`."""
-    gen = SchemaGenerator()
-    body = gen.object(cls, title)
+
+def _finish(gen: SchemaGenerator, body: dict[str, Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"$schema": DRAFT_07, **body}
     if gen.definitions:
         schema["definitions"] = dict(sorted(gen.definitions.items()))
     return schema
 
 
-def all_schemas() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Every schema by relative file path, and the index that lists them."""
+def root_schema(cls: type, title: str) -> dict[str, Any]:
+    """A standalone draft-07 schema for `cls`, with every nested class in `definitions`."""
+    gen = SchemaGenerator()
+    return _finish(gen, gen.object(cls, title))
+
+
+def _envelope(
+    title: str,
+    description: str,
+    variants: list[tuple[str, str, type | None]],
+    *,
+    with_id: bool,
+) -> dict[str, Any]:
+    """A `oneOf` over (method, params definition name, params type) variants."""
+    gen = SchemaGenerator()
+    one_of: list[dict[str, Any]] = []
+    for method, def_name, params in variants:
+        props: dict[str, Any] = {}
+        required = ["method"]
+        if with_id:
+            props["id"] = gen.of(RequestId)
+            required.insert(0, "id")
+        props["method"] = {"type": "string", "enum": [method]}
+        if params is not None:
+            if def_name not in gen.definitions:
+                gen.definitions[def_name] = gen.object(params, def_name)
+            props["params"] = {"$ref": f"#/definitions/{def_name}"}
+            required.append("params")
+        variant_title = def_name.removesuffix("Params") or method
+        one_of.append(
+            {"title": variant_title, "type": "object", "properties": props, "required": required}
+        )
+    return _finish(gen, {"title": title, "description": description, "oneOf": one_of})
+
+
+def method_files(method: str) -> tuple[str, str]:
+    """The params and response schema files of a client→server method."""
+    folder = "v1" if method in V1_METHODS else "v2"
+    stem = wire_name(method)
+    return f"{folder}/{stem}Params.json", f"{folder}/{stem}Response.json"
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    """Every schema by its path relative to the output directory."""
+    missing = sorted(set(METHODS) - set(RESULTS))
+    if missing:
+        raise RuntimeError(f"no result type in appserver.protocol.results for {missing}")
     files: dict[str, dict[str, Any]] = {}
 
-    def add(name: str, cls: type) -> str:
-        rel = f"{SCHEMA_VERSION_DIR}/{name}.json"
-        files[rel] = root_schema(cls, name)
-        return rel
+    def add(rel: str, cls: type) -> None:
+        files[rel] = root_schema(cls, Path(rel).stem)
 
-    methods: dict[str, Any] = {}
-    missing = set(METHODS) - set(RESULTS)
-    if missing:
-        raise RuntimeError(f"no result model for {sorted(missing)}")
     for method, spec in METHODS.items():
-        stem = method_schema_name(method)
-        methods[method] = {
-            "params": add(f"{stem}Params", spec.params),
-            "result": add(f"{stem}Response", RESULTS[method]),
-        }
-    notifications = {method: add(name, cls) for method, (name, cls) in NOTIFICATIONS.items()}
-    server_requests = {
-        method: {"params": add(f"{stem}Params", params), "result": add(f"{stem}Response", result)}
-        for method, (stem, params, result) in SERVER_REQUESTS.items()
-    }
-    index = {
+        params_file, result_file = method_files(method)
+        add(params_file, spec.params)
+        add(result_file, RESULTS[method])
+    for note in NOTIFICATIONS.values():
+        add(f"v2/{note.name}.json", note.params)
+    for request in SERVER_REQUESTS.values():
+        add(f"{request.name}Params.json", request.params)
+        add(f"{request.name}Response.json", request.result)
+
+    files["ClientRequest.json"] = _envelope(
+        "ClientRequest",
+        "Request from the client to the server.",
+        [(m, f"{wire_name(m)}Params", spec.params) for m, spec in METHODS.items()],
+        with_id=True,
+    )
+    files["ClientNotification.json"] = _envelope(
+        "ClientNotification",
+        "Notification from the client to the server.",
+        [(m, m, None) for m in sorted(CLIENT_NOTIFICATIONS)],
+        with_id=False,
+    )
+    files["ServerNotification.json"] = _envelope(
+        "ServerNotification",
+        "Notification sent from the server to the client.",
+        [(m, spec.name, spec.params) for m, spec in NOTIFICATIONS.items()],
+        with_id=False,
+    )
+    files["ServerRequest.json"] = _envelope(
+        "ServerRequest",
+        "Request initiated from the server and sent to the client.",
+        [(m, f"{r.name}Params", r.params) for m, r in SERVER_REQUESTS.items()],
+        with_id=True,
+    )
+    for cls in (
+        envelopes.JSONRPCRequest,
+        envelopes.JSONRPCNotification,
+        envelopes.JSONRPCResponse,
+        envelopes.JSONRPCError,
+        envelopes.JSONRPCErrorError,
+    ):
+        add(f"{cls.__name__}.json", cls)
+    gen = SchemaGenerator()
+    files["JSONRPCMessage.json"] = _finish(
+        gen, gen.union(envelopes.JSONRPCMessage, "JSONRPCMessage")
+    )
+    files["RequestId.json"] = {
         "$schema": DRAFT_07,
-        "description": "appserver wire schemas: file paths relative to this index",
-        "methods": methods,
-        "notifications": notifications,
-        "serverRequests": server_requests,
+        "title": "RequestId",
+        "anyOf": [{"type": "string"}, {"type": "integer"}],
     }
-    return files, index
+    return dict(sorted(files.items()))
 
 
 def export(out: Path) -> list[Path]:
-    """Write every schema under `out` plus `out/index.json`; return the paths written."""
-    files, index = all_schemas()
+    """Write every schema under `out`; return the paths written."""
     written: list[Path] = []
-    for rel, schema in {**files, "index.json": index}.items():
+    for rel, schema in all_schemas().items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
@@ -577,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(
         prog="appserver schema",
         description="Write JSON Schemas (draft-07) of every method, notification and "
-        "server request to DIR.",
+        "server request to DIR, in the file layout of Codex's generate-json-schema.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
     try:

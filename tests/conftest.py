@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -9,9 +10,62 @@ import trio
 from appserver.client import Client, connect_websocket, spawn_stdio
 from appserver.server import Server, ServerConfig, open_server
 
-from support import SchemaChecker, schema_checker  # noqa: F401  (fixture)
+from support import (
+    SCHEMA_CHECKER,
+    SchemaChecker,
+    schema_checker,  # noqa: F401  (fixture)
+    schemas_available,
+)
 
 ConnectFactory = Callable[[], AbstractAsyncContextManager[Client]]
+
+NO_SCHEMA_CHECK = "no_schema_check"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{NO_SCHEMA_CHECK}(reason): clients of this test do not validate what they receive "
+        "against the Codex 0.171 schemas (only for tests that deliberately receive "
+        "non-conforming data; give the reason)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _validate_every_message(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every `appserver.client.Client` made during a test starts with the schema check
+    as its observer, so every message every test receives is validated against
+    ../shared/codex-schema-0.171 and round-tripped through appserver.protocol. A test
+    that installs its own observer takes over (the Recorders chain the check; the
+    200000-delta flow tests sample it)."""
+    marker = request.node.get_closest_marker(NO_SCHEMA_CHECK)
+    if marker is not None:
+        assert marker.args or marker.kwargs.get("reason"), f"{NO_SCHEMA_CHECK} needs a reason"
+    if marker is not None or not schemas_available():
+        yield
+        return
+    original = Client.__init__
+
+    def init(self: Client, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.observer = SCHEMA_CHECKER.check
+
+    monkeypatch.setattr(Client, "__init__", init)
+    yield
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SCHEMA_CHECKER.checked:
+        terminalreporter.write_line(
+            f"{SCHEMA_CHECKER.checked} server messages validated against {SCHEMA_CHECKER.root.name}"
+        )
+    if SCHEMA_CHECKER.undescribed:
+        terminalreporter.write_line(
+            "messages validated against 0.171 but not described in appserver.protocol: "
+            + ", ".join(sorted(SCHEMA_CHECKER.undescribed))
+        )
 
 
 @pytest.fixture

@@ -29,7 +29,14 @@ class Events:
     def attach(cls, client: Client, *, json_out: bool) -> Events:
         send, receive = trio.open_memory_channel[Message](math.inf)
         events = cls(client, json_out, send, receive)
-        client.observer = events._observe
+        inner = client.observer  # keep whoever already watches (e.g. a test's checker)
+
+        def observe(message: Message, method: str | None) -> None:
+            if inner is not None:
+                inner(message, method)
+            events._observe(message, method)
+
+        client.observer = observe
         return events
 
     def _observe(self, message: Message, method: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Validation of what the agent emits against ../shared/codex-schema (when it is there)."""
+"""Validation of what the agent emits against ../shared/codex-schema-0.171 (when it is
+there) and against the protocol types (appserver.protocol.items)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from typing import Any
 
 import jsonschema
 
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "codex-schema"
+from appserver.protocol.items import ThreadItem
+from appserver.protocol.server_requests import SERVER_REQUESTS
+
+from support import round_trip
+
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "codex-schema-0.171"
+
+# What the registry adds to an agent's approval params before sending them (§7.1).
+_FILLED_BY_REGISTRY = {"threadId": "t", "turnId": "u", "startedAtMs": 0}
 
 
 def schemas_available() -> bool:
@@ -25,12 +34,15 @@ def _validator(file: str, definition: str | None) -> Any:
 
 
 def check_item(item: dict[str, Any]) -> None:
-    """Raise if `item` is not a valid ThreadItem (no-op without the schema directory)."""
+    """Raise if `item` is not a valid 0.171 ThreadItem described by the protocol types
+    (the schema part is skipped without the schema directory)."""
     if schemas_available():
         _validator("v2/ItemStartedNotification.json", "ThreadItem").validate(item)
+    round_trip(item, ThreadItem)
 
 
 def check_approval(kind: str, params: dict[str, Any]) -> None:
+    full = {**_FILLED_BY_REGISTRY, **params}
     if schemas_available():
-        full = {"threadId": "t", "turnId": "u", **params}
         _validator(f"{kind[0].upper()}{kind[1:]}RequestApprovalParams.json", None).validate(full)
+    round_trip(full, SERVER_REQUESTS[f"item/{kind}/requestApproval"].params)

@@ -27,6 +27,7 @@ from appserver.jsonrpc import (
 from appserver.protocol import errors
 from appserver.protocol.converter import structure_params, unstructure
 from appserver.protocol.errors import InternalError, JsonRpcError
+from appserver.protocol.experimental import check_experimental
 from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
 from appserver.protocol.types import InitializeParams
 from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
@@ -119,6 +120,7 @@ class Connection:
     initialized: bool = False
     client_name: str | None = None
     opt_out: frozenset[str] = frozenset()
+    experimental_api: bool = False  # initialize capabilities.experimentalApi (§3)
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
     inflight: int = 0
@@ -319,6 +321,7 @@ class Connection:
             return
         caps = params.capabilities
         self.opt_out = frozenset(caps.opt_out_notification_methods if caps else ())
+        self.experimental_api = bool(caps and caps.experimental_api)
         self.client_name = params.client_info.name
         # Marked initialized and answered in one step: no notification can come first.
         self.send_nowait(jsonrpc.encode_response(req.id, unstructure(result)))
@@ -329,6 +332,7 @@ class Connection:
         try:
             try:
                 params: Any = structure_params(req.params, params_type)
+                check_experimental(req.method, req.params, opted_in=self.experimental_api)
                 result = await self.handler.handle(ctx, req.method, params)
                 if ctx.responded:
                     return

@@ -11,7 +11,8 @@ from typing import Any
 
 import attrs
 
-from appserver.protocol.errors import InvalidRequest, JsonRpcError, MethodNotFound, ParseError
+from appserver.protocol.errors import InvalidRequest, JsonRpcError, ParseError
+from appserver.protocol.not_hosted import method_not_found
 
 RequestId = str | int
 
@@ -67,7 +68,8 @@ def is_request_id(value: object) -> bool:
 
 def decode(text: str | bytes, known_methods: frozenset[str] | None = None) -> Event:
     """Decode one message. Requests for methods outside `known_methods` (when given)
-    become `Invalid` with -32601."""
+    become `Invalid` with -32601 (naming the Codex feature for one appserver does not
+    host)."""
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
@@ -106,7 +108,7 @@ def decode_object(msg: dict[str, Any], known_methods: frozenset[str] | None = No
                 None, InvalidRequest("Invalid request: id must be a string or an integer")
             )
         if known_methods is not None and method not in known_methods:
-            return Invalid(reply_id, MethodNotFound(f"Method not found: {method}"))
+            return Invalid(reply_id, method_not_found(method))
         return Request(reply_id, method, params)
     if "result" in msg and has_id:
         if reply_id is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import attrs
 
+from appserver.protocol import not_hosted
+from appserver.protocol import settings_types as st
 from appserver.protocol import types as t
 
 
@@ -32,7 +34,18 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("thread/name/set", t.ThreadSetNameParams),
     MethodSpec("turn/start", t.TurnStartParams),
     MethodSpec("turn/interrupt", t.TurnInterruptParams),
+    # --- account, configuration, models, features ------------------------------------
+    MethodSpec("account/read", st.GetAccountParams),
+    MethodSpec("config/read", st.ConfigReadParams),
+    MethodSpec("model/list", st.ModelListParams),
+    MethodSpec("modelProvider/list", st.ModelProviderListParams),
+    MethodSpec("experimentalFeature/list", st.ExperimentalFeatureListParams),
+    # --- end of account, configuration, models, features ------------------------------
 )
+
+# Codex 0.171 methods that appserver does not host, by design: their -32601 names the
+# Codex feature (`not_hosted.method_not_found`). Disjoint from METHODS.
+NOT_HOSTED: frozenset[str] = frozenset(not_hosted.NOT_HOSTED)
 
 # Client→server notifications that are accepted (and have no effect).
 CLIENT_NOTIFICATIONS = frozenset({"initialized"})

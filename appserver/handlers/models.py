@@ -1,0 +1,152 @@
+"""`model/list` and `modelProvider/list`: the agent backends this server has, in Codex
+0.171's shapes. Each backend is a model provider (a thread picks one by `modelProvider`)
+with the one model a thread of it gets when it names none."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from appserver.agents import OpenAIChatAgent, ScriptAgent
+from appserver.agents.openai_chat import DEFAULT_BASE_URL
+from appserver.connection import RequestContext
+from appserver.protocol import errors
+from appserver.protocol import results as r
+from appserver.protocol.errors import InvalidParams, InvalidRequest
+from appserver.protocol.settings_types import ModelListParams, ModelProviderListParams
+
+from .common import Handler, Services, checked_provider
+
+T = TypeVar("T")
+
+UINT32_MAX = 2**32 - 1
+# The backends a thread can pick, in the order they are listed.
+PROVIDERS = (ScriptAgent.name, OpenAIChatAgent.name)
+Modality = Literal["text", "image", "audio"]
+
+
+def page(
+    items: Sequence[T], cursor: str | None, limit: int | None, noun: str
+) -> tuple[list[T], str | None]:
+    """One page of a short fixed list, paged as Codex pages its catalogues: the cursor is
+    the index of the page's first item (a decimal string), `limit` 0 counts as 1 and no
+    limit means the rest."""
+    if limit is not None and not 0 <= limit <= UINT32_MAX:
+        raise InvalidParams.field("limit", f"must be between 0 and {UINT32_MAX}")
+    start = 0
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdecimal()):
+            raise errors.invalid_cursor(cursor)
+        start = int(cursor)
+        if start > len(items):
+            raise InvalidRequest(
+                f"cursor {start} exceeds total {noun} {len(items)}", kind="invalidCursor"
+            )
+    end = len(items) if limit is None else min(len(items), start + max(limit, 1))
+    return list(items[start:end]), (str(end) if end < len(items) else None)
+
+
+def displayable_url(url: str) -> str | None:
+    """`url`, unless it could carry a secret (credentials or a query) or is not a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc or "@" in parts.netloc or parts.query:
+        return None
+    return url
+
+
+def _model(name: str, display_name: str, description: str, modalities: list[Modality]) -> r.Model:
+    # appserver passes no reasoning effort to either backend: "none" is the only one.
+    return r.Model(
+        id=name,
+        model=name,
+        display_name=display_name,
+        description=description,
+        hidden=False,
+        is_default=True,  # each provider has one model: the one its new threads get
+        default_reasoning_effort="none",
+        supported_reasoning_efforts=[],
+        input_modalities=modalities,
+        additional_speed_tiers=[],
+        service_tiers=[],
+        default_service_tier=None,
+        model_specialty=None,
+        multi_agent_version=None,
+        supports_personality=False,
+        upgrade=None,
+        upgrade_info=None,
+        availability_nux=None,
+        available_access_programs=None,
+    )
+
+
+def provider_models(s: Services, provider: str) -> list[r.Model]:
+    if provider == OpenAIChatAgent.name:
+        name = s.backends.openai.model
+        url = displayable_url(s.backends.openai.base_url)
+        where = f" at {url}" if url else ""
+        description = f"{name} through the OpenAI-compatible chat completions endpoint{where}"
+        return [_model(name, name, description, ["text", "image"])]
+    description = (
+        "appserver's builtin scripted agent: it follows the /directives in its input "
+        "and needs no network"
+    )
+    return [_model(s.backends.default_model(provider), "Script", description, ["text"])]
+
+
+def provider_summary(s: Services, provider: str) -> r.ModelProviderSummary:
+    settings: r.ProviderSettings
+    if provider == OpenAIChatAgent.name:
+        openai = s.backends.openai
+        if openai.base_url.rstrip("/") == DEFAULT_BASE_URL:
+            name, settings = "OpenAI", r.OpenaiProviderSettings(type="openai")
+        else:
+            # The API key comes from a key file or $OPENAI_API_KEY (never from a client).
+            auth = {"mode": "externallyConfigured", "envKey": None} if openai.api_key else None
+            settings = r.CustomGatewayProviderSettings(
+                type="customGateway", auth=auth or {"mode": "none"}
+            )
+            name = "OpenAI-compatible"
+        return r.ModelProviderSummary(
+            id=provider,
+            name=name,
+            can_edit=False,
+            settings=settings,
+            base_url=displayable_url(openai.base_url),
+        )
+    return r.ModelProviderSummary(
+        id=provider,
+        name="Builtin script agent",
+        can_edit=False,
+        settings=r.CustomGatewayProviderSettings(type="customGateway", auth={"mode": "none"}),
+        base_url=None,
+    )
+
+
+async def model_list(s: Services, ctx: RequestContext, p: ModelListParams) -> r.ModelListResponse:
+    if p.model_provider is None:
+        provider = s.backends.default_provider
+    else:
+        provider = checked_provider(p.model_provider, "modelProvider")
+    data, next_cursor = page(provider_models(s, provider), p.cursor, p.limit, "models")
+    return r.ModelListResponse(data=data, next_cursor=next_cursor)
+
+
+async def model_provider_list(
+    s: Services, ctx: RequestContext, p: ModelProviderListParams
+) -> r.ModelProviderListResponse:
+    return r.ModelProviderListResponse(
+        data=[provider_summary(s, name) for name in PROVIDERS],
+        default_provider_id=s.backends.default_provider,
+        # The default is the server's --agent, fixed at start (no modelProvider/default/set).
+        can_change_default=False,
+    )
+
+
+METHODS: dict[str, Handler] = {
+    "model/list": model_list,
+    "modelProvider/list": model_provider_list,
+}

@@ -129,7 +129,7 @@ async def test_json_lines_include_turn_completed() -> None:
     assert "accepted (--yes)" in done.stderr  # human notes go to stderr with --json
 
     listed = await cli("threads", "--in-memory", "--json")
-    assert json.loads(listed.stdout) == {"data": [], "nextCursor": None}
+    assert json.loads(listed.stdout) == {"data": [], "nextCursor": None, "backwardsCursor": None}
 
 
 async def test_watch_sees_a_turn_started_by_another_client(tmp_path: Path) -> None:

@@ -155,8 +155,8 @@ def test_params_paths_are_dotted_wire_paths() -> None:
             {"path": "input[0].text", "message": "expected a string, got integer"},
             {
                 "path": "input[1]",
-                "message": "unknown input type 'bogus'; "
-                "expected one of 'text', 'image', 'localImage'",
+                "message": "unknown input type 'bogus'; expected one of 'text', "
+                "'image', 'localImage', 'audio', 'localAudio', 'skill', 'mention'",
             },
         ]
     else:

@@ -23,6 +23,7 @@ from fake_openai import (
     shell_call,
     stream_reply,
 )
+from shapes import MS, agent_message, timed
 
 from appserver.agents import OpenAIChatAgent, OpenAISettings, TurnFailed, get_backend
 from appserver.cli import UsageError, config_from_args
@@ -145,13 +146,12 @@ async def test_plain_answer_streams_reasoning_and_text(
         assert turn["status"] == "completed" and turn["error"] is None
         reasoning, message = s.items()[1:]
         assert reasoning["type"] == "reasoning" and reasoning["summary"] == ["Let me think."]
-        assert message == {
-            "id": message["id"],
-            "type": "agentMessage",
-            "text": "Hello, world!",
-            "phase": None,
-            "memoryCitation": None,
+        assert timed(message) == {
+            **agent_message(message["id"], "Hello, world!"),
+            "startedAtMs": MS,
+            "completedAtMs": MS,
         }
+        assert timed(reasoning)["completedAtMs"] == MS
         deltas = [n["delta"] for n in s.notes("item/agentMessage/delta")]
         assert deltas == ["Hello", ", ", "world!"]
         assert [n["delta"] for n in s.notes("item/reasoning/summaryTextDelta")] == [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from shapes import timed
 from threads_support import (
     Message,
     Recorder,
@@ -64,10 +65,19 @@ def without_status(thread: Message) -> Message:
 
 
 def turn_from_events(turn_id: str, events: list[Message]) -> Message:
-    """The turn as a snapshot must show it: its final state and every completed item."""
+    """The turn as a snapshot must show it: its final state (times included) and every
+    completed item (the full view). turn/completed itself carries only the final answer
+    of a completed turn (the summary view), nothing for an interrupted or failed one."""
     done = completed_turn(events)
     assert done["id"] == turn_id
-    return {**done, "items": completed_items(events)}
+    items = completed_items(events)
+    if done["status"] == "completed":
+        answers = [i for i in items if i["type"] == "agentMessage"]
+        assert (done["itemsView"], done["items"]) == ("summary", answers[-1:])
+    else:
+        assert (done["itemsView"], done["items"]) == ("notLoaded", [])
+    timed(done)  # checks its times
+    return {**done, "items": items, "itemsView": "full"}
 
 
 async def kill_hard(server: ServerProcess) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from shapes import timed, turn_shape
 from threads_support import (
     TIMEOUT,
     Recorder,
@@ -76,6 +77,8 @@ async def test_thread_start_result_and_defaults(connect: ConnectFactory) -> None
         "model": "script",
         "modelProvider": "builtin",
         "serviceTier": None,
+        "disabledPluginIds": [],
+        "instructionSources": [],
         "cwd": cwd,
         "approvalPolicy": "on-request",
         "approvalsReviewer": "user",
@@ -83,17 +86,29 @@ async def test_thread_start_result_and_defaults(connect: ConnectFactory) -> None
         "reasoningEffort": None,
     }
     assert uuid.UUID(thread["id"]).version == 7
-    assert before <= thread["createdAt"] == thread["updatedAt"] <= after
-    assert {k: v for k, v in thread.items() if k not in ("id", "createdAt", "updatedAt")} == {
+    assert before <= thread["createdAt"] == thread["updatedAt"] == thread["recencyAt"] <= after
+    times = ("id", "createdAt", "updatedAt", "recencyAt")
+    assert {k: v for k, v in thread.items() if k not in times} == {
+        "sessionId": thread["id"],
+        "forkedFromId": None,
+        "parentThreadId": None,
         "preview": "",
         "name": None,
         "ephemeral": False,
+        "projectId": None,
+        "historyMode": "legacy",
         "modelProvider": "builtin",
+        "model": "script",
+        "reasoningEffort": None,
         "cwd": cwd,
         "status": IDLE,
         "path": None,
         "cliVersion": __version__,
+        "originator": "start",  # the creating client's clientInfo.name
         "source": "appServer",
+        "threadSource": None,
+        "section": None,
+        "sectionEnteredAt": None,
         "agentNickname": None,
         "agentRole": None,
         "gitInfo": None,
@@ -128,7 +143,9 @@ async def test_thread_start_sandbox_policy_per_mode_and_given_settings(
                     params["sandbox"] = mode
                 result = await start_thread(client, **params)
                 assert result["sandbox"] == expected, mode
-                assert result["approvalPolicy"] == policy
+                # 0.171 has no `on-failure`: it asks as `on-request` does, and says so.
+                reported = "on-request" if policy == "on-failure" else policy
+                assert result["approvalPolicy"] == reported
                 assert result["cwd"] == result["thread"]["cwd"] == cwd
                 assert result["model"] == "script"
             assert len(await list_ids(client)) == len(cases)
@@ -230,7 +247,10 @@ async def test_thread_read_with_and_without_turns_loaded_unloaded_archived(
             turn_id, events = await run_turn(client, thread_id, "/say hi there")
             items = [e["params"]["item"] for e in events if e["method"] == "item/completed"]
             assert [i["type"] for i in items] == ["userMessage", "agentMessage"]
-            expected_turns = [{"id": turn_id, "items": items, "status": "completed", "error": None}]
+            done = events[-2]["params"]["turn"]
+            assert timed(done) == turn_shape(turn_id, "completed", "summary", items[1:])
+            # Snapshots show every item (the full view), with the times turn/completed gave.
+            expected_turns = [{**done, "items": items, "itemsView": "full"}]
 
             plain = (await client.request("thread/read", {"threadId": thread_id}))["thread"]
             assert plain["turns"] == [] and plain["status"] == IDLE

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from shapes import MS, agent_message, check_ms, completed_params, started_params, timed, turn_shape
 from threads_support import (
     TIMEOUT,
     Message,
@@ -95,34 +96,73 @@ async def test_simple_turn_notification_order(connect: ConnectFactory) -> None:
     ]
     params = [e["params"] for e in events]
     assert params[0] == {"threadId": thread_id, "status": ACTIVE}
-    assert params[1] == {
+    assert timed(params[1]) == {
         "threadId": thread_id,
-        "turn": {"id": turn_id, "items": [], "status": "inProgress", "error": None},
+        "turn": turn_shape(turn_id, "inProgress", "notLoaded"),
     }
     user = params[2]["item"]
-    assert user["type"] == "userMessage" and user["content"] == user_input
-    assert params[3] == {"threadId": thread_id, "turnId": turn_id, "item": user}
-    agent_id = params[4]["item"]["id"]
-    assert params[4] == {
+    assert started_params(params[2]) == {
         "threadId": thread_id,
         "turnId": turn_id,
+        "startedAtMs": MS,
         "item": {
-            "id": agent_id,
-            "type": "agentMessage",
-            "text": "",
-            "phase": None,
-            "memoryCitation": None,
+            "id": user["id"],
+            "type": "userMessage",
+            "clientId": None,
+            "content": user_input,
+            "startedAtMs": MS,
+            "completedAtMs": None,
         },
+    }
+    user_done = params[3]["item"]
+    assert completed_params(params[3], params[2]) == {
+        "threadId": thread_id,
+        "turnId": turn_id,
+        "completedAtMs": MS,
+        "contentTokenCount": None,
+        "item": {**timed(user), "completedAtMs": MS},
+    }
+    assert {**user_done, "completedAtMs": None} == user
+    agent_id = params[4]["item"]["id"]
+    assert started_params(params[4]) == {
+        "threadId": thread_id,
+        "turnId": turn_id,
+        "startedAtMs": MS,
+        "item": {**agent_message(agent_id, ""), "startedAtMs": MS, "completedAtMs": None},
     }
     assert [p["delta"] for p in params[5:7]] == ["hello ", "world"]
     assert all(
         p == {"threadId": thread_id, "turnId": turn_id, "itemId": agent_id, "delta": p["delta"]}
         for p in params[5:7]
     )
-    assert params[7]["item"] == {**params[4]["item"], "text": "hello world"}
-    assert params[8] == {
+    agent = params[7]["item"]
+    assert completed_params(params[7], params[4]) == {
         "threadId": thread_id,
-        "turn": {"id": turn_id, "items": [], "status": "completed", "error": None},
+        "turnId": turn_id,
+        "completedAtMs": MS,
+        "contentTokenCount": None,
+        "item": {**timed(params[4]["item"]), "text": "hello world", "completedAtMs": MS},
+    }
+    assert agent == {
+        **params[4]["item"],
+        "text": "hello world",
+        "completedAtMs": params[7]["completedAtMs"],
+    }
+    # Times follow the order of events; the turn's span covers its items.
+    assert (
+        params[1]["turn"]["startedAt"] * 1000
+        <= user["startedAtMs"]
+        <= user_done["completedAtMs"]
+        <= agent["startedAtMs"]
+        <= agent["completedAtMs"]
+        < (params[8]["turn"]["completedAt"] + 1) * 1000
+    )
+    # A completed turn's turn/completed carries its final answer (the summary view).
+    assert params[8]["turn"]["items"] == [agent]
+    assert params[8]["turn"]["startedAt"] == params[1]["turn"]["startedAt"]
+    assert timed(params[8]) == {
+        "threadId": thread_id,
+        "turn": turn_shape(turn_id, "completed", "summary", [agent]),
     }
     assert params[9] == {"threadId": thread_id, "status": IDLE}
     assert user["id"] != agent_id
@@ -164,12 +204,15 @@ async def test_think_streams_a_reasoning_summary(client: Client) -> None:
         started = [e["params"]["item"] for e in events if e["method"] == "item/started"]
         assert started[1]["type"] == "reasoning" and started[1]["summary"] == []
         [item] = of_type(events, "reasoning")
-        assert item == {
+        assert timed(item) == {
             "id": started[1]["id"],
             "type": "reasoning",
             "summary": ["weighing the options carefully"],
             "content": [],
+            "startedAtMs": MS,
+            "completedAtMs": MS,
         }
+        assert item["startedAtMs"] == started[1]["startedAtMs"]
         summary_deltas = [
             e["params"] for e in events if e["method"] == "item/reasoning/summaryTextDelta"
         ]
@@ -223,13 +266,18 @@ async def test_user_message_content_is_the_input_exactly(client: Client) -> None
     ]
     with trio.fail_after(TIMEOUT):
         thread_id = await new_thread(client)
-        turn_id, events = await run_turn(client, thread_id, user_input)
+        turn_id, events = await run_turn(
+            client, thread_id, user_input, clientUserMessageId="client-message-1"
+        )
         user = next(e["params"]["item"] for e in events if e["method"] == "item/started")
         assert user["type"] == "userMessage" and user["content"] == user_input
-        assert completed_items(events)[0] == user
+        assert user["clientId"] == "client-message-1"
+        done = completed_items(events)[0]
+        assert timed(done) == {**timed(user), "completedAtMs": MS}
+        assert {**done, "completedAtMs": None} == user
         assert agent_texts(events) == ["You said: look at these", "and these"]
         stored = (await stored_thread(client, thread_id))["turns"]
-        assert stored[0]["id"] == turn_id and stored[0]["items"][0] == user
+        assert stored[0]["id"] == turn_id and stored[0]["items"][0] == done
 
 
 # --- §4.2: status transitions, /fail -----------------------------------------------------
@@ -251,12 +299,10 @@ async def test_fail_sets_system_error_until_the_next_turn(client: Client) -> Non
             "threadId": thread_id,
             "turnId": turn_id,
         }
-        assert events[-2]["params"]["turn"] == {
-            "id": turn_id,
-            "items": [],
-            "status": "failed",
-            "error": error,
-        }
+        # An ended turn that did not complete carries no items (the notLoaded view).
+        assert timed(events[-2]["params"]["turn"]) == turn_shape(
+            turn_id, "failed", "notLoaded", [], error
+        )
         assert events[-1]["params"] == {"threadId": thread_id, "status": SYSTEM_ERROR}
         assert agent_texts(events) == ["partial"]
         thread = await stored_thread(client, thread_id)
@@ -284,14 +330,17 @@ async def _approval_for_run(
     started = await client.next_notification("item/started", where=item_started("commandExecution"))
     item = started["params"]["item"]
     assert item["status"] == "inProgress" and item["command"] == command
-    assert {k: v for k, v in request.params.items() if k != "reason"} == {
+    assert timed({k: v for k, v in request.params.items() if k != "reason"}) == {
         "threadId": thread_id,
         "turnId": turn_id,
         "itemId": item["id"],
         "command": command,
         "cwd": cwd,
         "commandActions": [{"type": "unknown", "command": command}],
+        "startedAtMs": MS,
+        "kind": "command",
     }
+    assert item["startedAtMs"] <= request.params["startedAtMs"]
     assert request.params.get("reason") is None
     assert isinstance(request.id, int)
     return request, item["id"]
@@ -455,13 +504,15 @@ async def test_write_approval_accept_and_decline(client: Client, tmp_path: Path)
             started = await client.next_notification(
                 "item/started", where=item_started("fileChange")
             )
-            assert request.params == {
+            assert timed(request.params) == {
                 "threadId": thread_id,
                 "turnId": turn_id,
                 "itemId": started["params"]["item"]["id"],
                 "reason": None,
                 "grantRoot": None,
+                "startedAtMs": MS,
             }
+            assert started["params"]["startedAtMs"] <= request.params["startedAtMs"]
             await client.respond(request.id, {"decision": decision})
         await collect_turn(client, thread_id, turn_id)
         events = recorder.thread_events(thread_id)
@@ -737,14 +788,19 @@ async def test_run_chain_asks_per_part_just_before_it_runs(client: Client, tmp_p
         assert second.params["itemId"] == first.params["itemId"]
         approval_ids = {first.params["approvalId"], second.params["approvalId"]}
         assert len(approval_ids) == 2 and all(isinstance(a, str) for a in approval_ids)
-        assert {k: v for k, v in second.params.items() if k not in ("approvalId", "reason")} == {
+        assert timed(
+            {k: v for k, v in second.params.items() if k not in ("approvalId", "reason")}
+        ) == {
             "threadId": thread_id,
             "turnId": turn_id,
             "itemId": first.params["itemId"],
             "command": "echo two",
             "cwd": cwd,
             "commandActions": [{"type": "unknown", "command": "echo two"}],
+            "startedAtMs": MS,
+            "kind": "command",
         }
+        assert check_ms(first.params["startedAtMs"]) <= second.params["startedAtMs"]
         await client.respond(second.id, {"decision": "decline"})
         await collect_turn(client, thread_id, turn_id)
         events = recorder.thread_events(thread_id)

@@ -13,6 +13,21 @@ ApprovalDecision = Literal["accept", "acceptForSession", "decline", "cancel", "e
 ApprovalKind = Literal["commandExecution", "fileChange"]
 
 
+def agent_message_item(item_id: str, text: str) -> dict[str, Any]:
+    """An agentMessage item (§4.5): Codex 0.171's optional fields are null (no phase,
+    citation, moderation, delivery or questions)."""
+    return {
+        "id": item_id,
+        "type": "agentMessage",
+        "text": text,
+        "phase": None,
+        "memoryCitation": None,
+        "moderation": None,
+        "delivery": None,
+        "questions": None,
+    }
+
+
 class TurnFailed(Exception):
     """Raised by an agent to end the turn `failed` with this message (after an `error`
     notification)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from .base import TurnContext, TurnFailed
+from .base import TurnContext, TurnFailed, agent_message_item
 from .files import write_file
 from .shell import run_command
 
@@ -58,23 +58,13 @@ def parse_script(user_input: Sequence[dict[str, Any]]) -> tuple[list[str], list[
     return plain, directives
 
 
-def _agent_message(item_id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "agentMessage",
-        "text": text,
-        "phase": None,
-        "memoryCitation": None,
-    }
-
-
 async def send_message(ctx: TurnContext, text: str, deltas: Iterable[str]) -> None:
     """One agentMessage item; `deltas` must concatenate to `text`."""
     item_id = ctx.new_item_id()
-    await ctx.item_started(_agent_message(item_id, ""))
+    await ctx.item_started(agent_message_item(item_id, ""))
     for delta in deltas:
         await ctx.agent_message_delta(item_id, delta)
-    await ctx.item_completed(_agent_message(item_id, text))
+    await ctx.item_completed(agent_message_item(item_id, text))
 
 
 async def say(ctx: TurnContext, text: str) -> None:
@@ -116,13 +106,13 @@ async def stream(ctx: TurnContext, arg: str) -> None:
     period = len(STREAM_ALPHABET) // math.gcd(size, len(STREAM_ALPHABET))
     chunks = [text[i * size : (i + 1) * size] for i in range(min(count, period))] or [""]
     item_id = ctx.new_item_id()
-    await ctx.item_started(_agent_message(item_id, ""))
+    await ctx.item_started(agent_message_item(item_id, ""))
     delta = ctx.agent_message_delta
     for i in range(count):
         await delta(item_id, chunks[i % period])
         if i % STREAM_CHECKPOINT_EVERY == STREAM_CHECKPOINT_EVERY - 1:
             await trio.lowlevel.checkpoint()
-    await ctx.item_completed(_agent_message(item_id, text))
+    await ctx.item_completed(agent_message_item(item_id, text))
 
 
 async def sleep(ctx: TurnContext, arg: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import trio
 
-from .base import TurnContext, TurnFailed
+from .base import TurnContext, TurnFailed, agent_message_item
 from .sse import SSEDecoder
 
 MAX_ERROR_DETAIL_CHARS = 300
@@ -104,7 +104,7 @@ class _Stream:
             if kind == "reasoning":
                 self._open = {"id": item_id, "type": "reasoning", "summary": [], "content": []}
             else:
-                self._open = _agent_message(item_id, "")
+                self._open = agent_message_item(item_id, "")
             await self.ctx.item_started(self._open)
         self._open_text.append(delta)
         if kind == "reasoning":
@@ -120,7 +120,7 @@ class _Stream:
         if item["type"] == "reasoning":
             await self.ctx.item_completed({**item, "summary": [text]})
         else:
-            await self.ctx.item_completed(_agent_message(item["id"], text))
+            await self.ctx.item_completed(agent_message_item(item["id"], text))
 
     def reply(self) -> Reply:
         return Reply("".join(self.text), [self.calls[i] for i in sorted(self.calls)])
@@ -128,16 +128,6 @@ class _Stream:
 
 class _Malformed(Exception):
     pass
-
-
-def _agent_message(item_id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "agentMessage",
-        "text": text,
-        "phase": None,
-        "memoryCitation": None,
-    }
 
 
 def error_text(body: Any) -> str:

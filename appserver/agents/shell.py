@@ -49,6 +49,8 @@ class CommandItem:
             "cwd": self.cwd,
             "processId": None if self.process_id is None else str(self.process_id),
             "source": "agent",
+            "pluginId": None,
+            "scriptPath": None,
             "status": self.status,
             "commandActions": command_actions(self.command),
             "aggregatedOutput": None if self.output is None else "".join(self.output),

@@ -13,14 +13,19 @@ import attrs
 from appserver._version import __version__
 from appserver.connection import Connection, RequestContext
 from appserver.jsonrpc import ErrorResponse, Response
-from appserver.protocol import errors
+from appserver.protocol import errors, results
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 
-from . import threads, turns
+from . import account, config, models, threads, turns
 from .common import Handler, Services
 
-AREAS = (threads, turns)
+AREAS = (threads, turns, account, config, models)
+
+# The Codex release whose protocol appserver implements, then appserver's own version
+# (PROTOCOL.md §3): SDKs gate features on the first word.
+CODEX_PROTOCOL_VERSION = "0.171.0"
+SERVER_VERSION = f"{CODEX_PROTOCOL_VERSION} (appserver {__version__})"
 
 
 def _validate_client_name(name: str) -> None:
@@ -38,14 +43,17 @@ class Handlers:
         for area in AREAS:
             self.methods.update(area.METHODS)
 
-    def initialize(self, conn: Connection, params: t.InitializeParams) -> t.InitializeResult:
+    def initialize(
+        self, conn: Connection, params: t.InitializeParams
+    ) -> results.InitializeResponse:
         info = params.client_info
         _validate_client_name(info.name)
-        return t.InitializeResult(
+        return results.InitializeResponse(
             user_agent=f"appserver/{__version__} ({info.name}/{info.version})",
             codex_home=self.services.codex_home,
             platform_family="windows" if sys.platform == "win32" else "unix",
             platform_os=platform.system().lower() or sys.platform,
+            server_info=results.ServerInfo(name="appserver", version=SERVER_VERSION),
         )
 
     async def handle(self, ctx: RequestContext, method: str, params: Any) -> Any:

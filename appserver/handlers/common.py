@@ -77,10 +77,20 @@ def checked_provider(provider: str, field: str = "modelProvider") -> str:
     return provider
 
 
+def approval_policy_of(policy: t.ApprovalPolicy) -> str:
+    """The policy appserver acts on (§7.3): `on-failure` (pre-0.171) and a granular
+    policy ask as `on-request` does, and are reported so."""
+    if isinstance(policy, t.GranularApprovalPolicy) or policy == "on-failure":
+        return "on-request"
+    return policy
+
+
 async def settings_of(p: t.ThreadSettingsParams) -> dict[str, Any]:
     """The settings a thread/start or thread/resume gives, validated (absent = None)."""
     settings: dict[str, Any] = {
-        "approvalPolicy": p.approval_policy,
+        "approvalPolicy": None
+        if p.approval_policy is None
+        else approval_policy_of(p.approval_policy),
         "sandbox": p.sandbox,
         "baseInstructions": p.base_instructions,
         "developerInstructions": p.developer_instructions,
@@ -110,6 +120,8 @@ def session_result(thread: LoadedThread, turns: list[dict[str, Any]]) -> dict[st
         "model": model,
         "modelProvider": record.model_provider,
         "serviceTier": None,
+        "disabledPluginIds": [],  # appserver hosts no plugins
+        "instructionSources": [],  # nor instruction files (AGENTS.md)
         "cwd": cwd,
         "approvalPolicy": policy,
         "approvalsReviewer": "user",

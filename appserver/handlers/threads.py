@@ -10,13 +10,17 @@ from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
 from appserver.threads import objects
-from appserver.threads.registry import stored_turn
+from appserver.threads.turn import stored_turn
 
 from .common import Handler, Services, session_result, settings_of, thread_id_of
 
 
 async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams) -> None:
     settings = await settings_of(p)
+    if p.thread_source is not None:
+        settings["threadSource"] = p.thread_source
+    if ctx.connection.client_name:
+        settings["originator"] = ctx.connection.client_name
     ts = objects.now()
     provider = settings.pop("modelProvider", s.backends.default_provider)
     record = ThreadRecord(
@@ -46,7 +50,8 @@ async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParam
     update = objects.apply_settings(thread.record, settings)
     if update:
         await thread.store.update_thread(thread_id, **update)
-    turns = await s.registry.snapshot_turns(thread)
+    # excludeTurns: metadata and live state only (the client pages history itself).
+    turns = [] if p.exclude_turns else await s.registry.snapshot_turns(thread)
     if thread.closing or s.registry.get(thread_id) is not thread:
         raise errors.thread_closing(thread_id)
     result = session_result(thread, turns)
@@ -66,21 +71,37 @@ async def thread_read(s: Services, ctx: RequestContext, p: t.ThreadReadParams) -
 
 
 async def thread_list(s: Services, ctx: RequestContext, p: t.ThreadListParams) -> dict[str, Any]:
+    if p.originators:  # as the local Codex app-server answers
+        message = "originator filtering is not supported by the local app-server"
+        raise InvalidParams(message, errors=[{"path": "originators", "message": message}])
+    if p.sort_key == "section_position" and p.section_id is None:
+        raise errors.InvalidRequest("section-position sorting requires a section filter")
+    included, excluded = p.thread_ids("included"), p.thread_ids("excluded")
+    if p.lists_nothing():
+        included = ()  # still validates the cursor
+    cwd = p.cwd if p.cwd is None or isinstance(p.cwd, str) else tuple(p.cwd)
     query = ListQuery(
         limit=max(1, min(100, 25 if p.limit is None else p.limit)),
         cursor=p.cursor,
-        sort_key=p.sort_key,
+        # section_position only comes with a section filter, which lists nothing
+        sort_key="created_at" if p.sort_key == "section_position" else p.sort_key,
+        direction=p.sort_direction,
         archived=p.archived,
-        cwd=p.cwd,
+        cwd=cwd,
         search_term=p.search_term,
         model_providers=tuple(p.model_providers),
+        included_ids=included,
+        excluded_ids=excluded or (),
     )
     try:
-        records, next_cursor = await s.store.list_threads(query)
+        page = await s.store.list_page(query)
     except InvalidCursor:
         raise errors.invalid_cursor(p.cursor or "") from None
-    data = [objects.thread_object(r, s.status_of(r.id)) for r in records]
-    return {"data": data, "nextCursor": next_cursor}
+    return {
+        "data": [objects.thread_object(r, s.status_of(r.id)) for r in page.threads],
+        "nextCursor": page.next_cursor,
+        "backwardsCursor": page.backwards_cursor,
+    }
 
 
 async def thread_loaded_list(

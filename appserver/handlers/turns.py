@@ -12,7 +12,7 @@ from appserver.protocol.errors import InvalidParams
 from appserver.threads import objects
 from appserver.threads.loaded import LoadedThread
 
-from .common import Handler, Services, checked_cwd, thread_id_of
+from .common import Handler, Services, approval_policy_of, checked_cwd, thread_id_of
 
 MAX_INPUT_CHARS = 1_048_576
 
@@ -36,9 +36,11 @@ async def loaded_for_turn(s: Services, thread_id: str) -> LoadedThread:
 async def turn_start(s: Services, ctx: RequestContext, p: t.TurnStartParams) -> dict[str, Any]:
     thread_id = thread_id_of(p.thread_id)
     thread = await loaded_for_turn(s, thread_id)
-    if not p.input:
+    if not p.input and p.tool_output is None:
         raise InvalidParams.field("input", "must not be empty")
-    user_input: list[dict[str, Any]] = unstructure(p.input)
+    user_input = [
+        {k: v for k, v in entry.items() if v is not None} for entry in unstructure(p.input)
+    ]
     chars = _input_chars(user_input)
     if chars > MAX_INPUT_CHARS:
         message = f"input too large: {chars} characters, the limit is {MAX_INPUT_CHARS}"
@@ -53,13 +55,18 @@ async def turn_start(s: Services, ctx: RequestContext, p: t.TurnStartParams) -> 
     if p.cwd is not None:
         settings["cwd"] = await checked_cwd(p.cwd, "cwd")
     if p.approval_policy is not None:
-        settings["approvalPolicy"] = p.approval_policy
+        settings["approvalPolicy"] = approval_policy_of(p.approval_policy)
     if p.sandbox_policy is not None:
         settings["sandbox"] = objects.sandbox_mode(p.sandbox_policy.type)
     if p.model is not None:
         settings["model"] = p.model
-    turn = await s.registry.start_turn(thread, user_input, settings)
-    return {"turn": objects.turn_object(turn.id, "inProgress")}
+    turn = await s.registry.start_turn(
+        thread, user_input, settings, client_id=p.client_user_message_id
+    )
+    started = objects.turn_object(
+        turn.id, "inProgress", items_view="notLoaded", started_at_ms=turn.started_at_ms
+    )
+    return {"turn": started}
 
 
 async def turn_interrupt(

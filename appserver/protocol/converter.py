@@ -28,7 +28,17 @@ from appserver.protocol.errors import InvalidParams
 T = TypeVar("T")
 
 # Field names that stay snake_case on the wire (PROTOCOL.md §4).
-SNAKE_CASE_FIELDS = frozenset({"text_elements", "move_path"})
+SNAKE_CASE_FIELDS = frozenset(
+    {
+        "text_elements",
+        "move_path",
+        # AskForApproval {"granular": {...}}
+        "mcp_elicitations",
+        "request_permissions",
+        "sandbox_approval",
+        "skill_approval",
+    }
+)
 
 
 @functools.cache

@@ -8,15 +8,22 @@ Items, turns and threads that the server emits are built as plain dicts (see
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import uuid
+from typing import Any, Final, Literal
 
 import attrs
 
 from appserver.protocol.converter import WireTypeError, converter, type_name
+from appserver.protocol.errors import InvalidParams
 
-ApprovalPolicy = Literal["untrusted", "on-failure", "on-request", "never"]
+# Codex 0.171 names three policies; `on-failure` (older Codex) is still accepted and acts
+# as `on-request` does here (§7.3).
+ApprovalPolicyName = Literal["untrusted", "on-failure", "on-request", "never"]
 SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
-SortKey = Literal["created_at", "updated_at"]
+ApprovalsReviewer = Literal["user", "auto_review", "guardian_subagent"]
+Personality = Literal["none", "friendly", "pragmatic"]
+ReasoningSummary = Literal["auto", "concise", "detailed", "none"]
+SortKey = Literal["created_at", "updated_at", "recency_at", "section_position"]
 
 
 # --- initialize (§3) -------------------------------------------------------------------
@@ -33,20 +40,18 @@ class ClientInfo:
 class InitializeCapabilities:
     experimental_api: bool = False
     opt_out_notification_methods: list[str] = attrs.Factory(list)
+    # Accepted and ignored: appserver hosts no MCP servers, gateway or attestation.
+    explicit_gateway_oauth: bool | None = None
+    extensions: dict[str, Any] | None = None
+    mcp_server_openai_form_elicitation: bool | None = None
+    request_attestation: bool | None = None
+    required_human_approval: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
 class InitializeParams:
     client_info: ClientInfo
     capabilities: InitializeCapabilities | None = None
-
-
-@attrs.frozen(kw_only=True)
-class InitializeResult:
-    user_agent: str
-    codex_home: str
-    platform_family: str
-    platform_os: str
 
 
 @attrs.frozen(kw_only=True)
@@ -57,38 +62,126 @@ class Empty:
 # --- user input (§4.4) -----------------------------------------------------------------
 
 
+# Every UserInput kind of Codex 0.171. The builtin agent reads only text; the others are
+# stored and echoed back as given (optional fields sent as null are left out).
+
+
+@attrs.frozen(kw_only=True)
+class ByteRange:
+    start: int
+    end: int
+
+
+@attrs.frozen(kw_only=True)
+class TextElement:
+    byte_range: ByteRange
+    placeholder: str | None = None
+
+
 @attrs.frozen(kw_only=True)
 class TextInput:
     type: Literal["text"]
     text: str
-    text_elements: list[Any] = attrs.Factory(list)
+    text_elements: list[TextElement] = attrs.Factory(list)
+
+
+ImageDetail = Literal["auto", "low", "high", "original"]
+
+
+def _url_or_file_id(instance: Any, _: Any, value: str | None) -> None:
+    if (instance.url is None) == (value is None):
+        raise WireTypeError("needs exactly one of url and fileId")
 
 
 @attrs.frozen(kw_only=True)
 class ImageInput:
     type: Literal["image"]
-    url: str
+    url: str | None = None
+    file_id: str | None = attrs.field(default=None, validator=_url_or_file_id)
+    detail: ImageDetail | None = None
 
 
 @attrs.frozen(kw_only=True)
 class LocalImageInput:
     type: Literal["localImage"]
     path: str
+    detail: ImageDetail | None = None
 
 
-UserInput = TextInput | ImageInput | LocalImageInput
-USER_INPUT_TYPES: dict[str, type[TextInput | ImageInput | LocalImageInput]] = {
+@attrs.frozen(kw_only=True)
+class AudioInput:
+    type: Literal["audio"]
+    url: str | None = None
+    file_id: str | None = attrs.field(default=None, validator=_url_or_file_id)
+
+
+@attrs.frozen(kw_only=True)
+class LocalAudioInput:
+    type: Literal["localAudio"]
+    path: str
+
+
+@attrs.frozen(kw_only=True)
+class SkillInput:
+    type: Literal["skill"]
+    name: str
+    path: str
+
+
+@attrs.frozen(kw_only=True)
+class MentionInput:
+    type: Literal["mention"]
+    name: str
+    path: str
+
+
+UserInput = (
+    TextInput
+    | ImageInput
+    | LocalImageInput
+    | AudioInput
+    | LocalAudioInput
+    | SkillInput
+    | MentionInput
+)
+USER_INPUT_TYPES: dict[str, type[UserInput]] = {
     "text": TextInput,
     "image": ImageInput,
     "localImage": LocalImageInput,
+    "audio": AudioInput,
+    "localAudio": LocalAudioInput,
+    "skill": SkillInput,
+    "mention": MentionInput,
 }
 
 
 @attrs.frozen(kw_only=True)
 class SandboxPolicyParam:
-    type: Literal["readOnly", "workspaceWrite", "dangerFullAccess"]
+    type: Literal["readOnly", "workspaceWrite", "dangerFullAccess", "externalSandbox"]
     writable_roots: list[str] | None = None
-    network_access: bool | None = None
+    network_access: Any = None  # bool, or NetworkAccess ("restricted"/"enabled") for external
+    exclude_slash_tmp: bool | None = None
+    exclude_tmpdir_env_var: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class GranularApproval:
+    mcp_elicitations: bool
+    rules: bool
+    sandbox_approval: bool
+    request_permissions: bool = False
+    skill_approval: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class GranularApprovalPolicy:
+    """`{"granular": {...}}`: per-category approvals. appserver has one category the
+    builtin agent asks about (commands and writes), so it acts as `on-request`."""
+
+    granular: GranularApproval
+
+
+ApprovalPolicy = ApprovalPolicyName | GranularApprovalPolicy
 
 
 # --- threads (§5) ----------------------------------------------------------------------
@@ -103,20 +196,28 @@ class ThreadSettingsParams:
     cwd: str | None = None
     approval_policy: ApprovalPolicy | None = None
     sandbox: SandboxMode | None = None
-    approvals_reviewer: Literal["user"] | None = None
+    # With no reviewer agent in appserver, every value routes requests to the user (§12).
+    approvals_reviewer: ApprovalsReviewer | None = None
     base_instructions: str | None = None
     developer_instructions: str | None = None
     config: dict[str, Any] | None = None
+    # Accepted and ignored: appserver has no personalities and no service tiers.
+    personality: Personality | None = None
+    service_tier: str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ThreadStartParams(ThreadSettingsParams):
     ephemeral: bool = False
+    thread_source: str | None = None  # stored; reported as Thread.threadSource
+    service_name: str | None = None  # accepted and ignored
+    session_start_source: Literal["startup", "clear"] | None = None  # accepted and ignored
 
 
 @attrs.frozen(kw_only=True)
 class ThreadResumeParams(ThreadSettingsParams):
     thread_id: str
+    exclude_turns: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -130,16 +231,97 @@ class ThreadReadParams:
     include_turns: bool = False
 
 
+SortDirection = Literal["asc", "desc"]
+ThreadSourceKind = Literal[
+    "cli",
+    "vscode",
+    "exec",
+    "appServer",
+    "subAgent",
+    "subAgentReview",
+    "subAgentCompact",
+    "subAgentThreadSpawn",
+    "subAgentOther",
+    "unknown",
+]
+ThreadListCwdFilter = str | list[str]
+# Every appserver thread was started over the app-server: Codex 0.171 gives such threads
+# the source kind `vscode`, and appserver's Thread.source says `appServer`. A
+# `sourceKinds` filter naming either lists them; any other filter lists none.
+APP_SERVER_SOURCE_KINDS: Final[frozenset[str]] = frozenset({"vscode", "appServer"})
+MAX_LISTED_THREAD_IDS: Final = 100
+
+
+def _structure_cwd_filter(value: Any, _: Any) -> str | list[str]:
+    if type(value) is str:
+        return converter.structure(value, str)
+    if type(value) is list:
+        for index, item in enumerate(value):
+            if type(item) is not str:
+                raise WireTypeError(f"item {index}: expected a string, got {type_name(item)}")
+        return [converter.structure(item, str) for item in value]
+    raise WireTypeError(f"expected a string or an array of strings, got {type_name(value)}")
+
+
+converter.register_structure_hook_func(
+    lambda tp: tp == ThreadListCwdFilter or tp == ThreadListCwdFilter | None,
+    _structure_cwd_filter,
+)
+
+
 @attrs.frozen(kw_only=True)
 class ThreadListParams:
+    """thread/list (§5.4). ``archived``, ``cwd``, ``searchTerm``, ``modelProviders``,
+    the thread id lists and both sort fields filter and order as Codex 0.171 does;
+    ``sourceKinds`` / ``sectionId`` are mapped (see the handler); ``originators``
+    non-empty is refused as the local Codex app-server refuses it;
+    ``currentAccountOnly`` / ``useStateDbOnly`` have nothing to act on (no accounts, one
+    store) and are ignored."""
+
     cursor: str | None = None
     limit: int | None = None
     sort_key: SortKey = "created_at"
+    sort_direction: SortDirection = "desc"
     archived: bool = False
-    cwd: str | None = None
+    cwd: ThreadListCwdFilter | None = None
     search_term: str | None = None
     model_providers: list[str] = attrs.Factory(list)
-    source_kinds: Any = None
+    source_kinds: list[ThreadSourceKind] = attrs.Factory(list)
+    included_thread_ids: list[str] | None = None
+    excluded_thread_ids: list[str] = attrs.Factory(list)
+    originators: list[str] = attrs.Factory(list)
+    section_id: str | None = None
+    current_account_only: bool = False
+    use_state_db_only: bool = False
+
+    def thread_ids(self, field: Literal["included", "excluded"]) -> tuple[str, ...] | None:
+        """``includedThreadIds`` / ``excludedThreadIds`` as canonical ids (lower-case
+        hyphenated, as Codex parses them: braces, ``urn:uuid:`` and no hyphens are
+        accepted); InvalidParams naming the field for a bad id or more than 100."""
+        values = self.included_thread_ids if field == "included" else self.excluded_thread_ids
+        if values is None:
+            return None
+        name = f"{field}ThreadIds"
+        if len(values) > MAX_LISTED_THREAD_IDS:
+            message = f"{name} accepts at most {MAX_LISTED_THREAD_IDS} entries"
+            raise InvalidParams(message, errors=[{"path": name, "message": message}])
+        ids: list[str] = []
+        for index, value in enumerate(values):
+            try:
+                ids.append(str(uuid.UUID(value)))
+            except ValueError:
+                message = f"invalid {field} thread id: {value!r}"  # the reference's words
+                path = f"{name}[{index}]"
+                raise InvalidParams(message, errors=[{"path": path, "message": message}]) from None
+        return tuple(ids)
+
+    def lists_nothing(self) -> bool:
+        """Whether the section or source filter excludes every appserver thread: no
+        thread is in a section (appserver has none), and every thread's source is the
+        app-server (see ``APP_SERVER_SOURCE_KINDS``)."""
+        if self.section_id is not None:
+            return True
+        return bool(self.source_kinds) and APP_SERVER_SOURCE_KINDS.isdisjoint(self.source_kinds)
 
 
 @attrs.frozen(kw_only=True)
@@ -165,6 +347,21 @@ class TurnStartParams:
     approval_policy: ApprovalPolicy | None = None
     sandbox_policy: SandboxPolicyParam | None = None
     model: str | None = None
+    client_user_message_id: str | None = None  # the userMessage item's clientId
+    # Accepted; appserver's agents have no use for them (the routing of every approval
+    # goes to the user, §12).
+    approvals_reviewer: ApprovalsReviewer | None = None
+    disabled_plugin_ids: list[str] | None = None
+    effort: str | None = None
+    output_schema: Any = None
+    parent_turn_id: str | None = None
+    personality: Personality | None = None
+    root_turn_id: str | None = None
+    service_tier: str | None = None
+    service_tier_for_turn: str | None = None
+    summary: ReasoningSummary | None = None
+    tool_output: dict[str, Any] | None = None
+    turn_trigger: Any = None
 
 
 @attrs.frozen(kw_only=True)
@@ -178,7 +375,7 @@ class TurnInterruptParams:
 Decision = Literal["accept", "acceptForSession", "decline", "cancel"]
 
 
-def _structure_user_input(value: Any, _: Any) -> TextInput | ImageInput | LocalImageInput:
+def _structure_user_input(value: Any, _: Any) -> UserInput:
     if type(value) is not dict:
         raise WireTypeError(f"expected an object, got {type_name(value)}")
     kind = value.get("type")
@@ -189,4 +386,15 @@ def _structure_user_input(value: Any, _: Any) -> TextInput | ImageInput | LocalI
     return converter.structure(value, cls)
 
 
+def _structure_approval_policy(value: Any, _: Any) -> ApprovalPolicy:
+    if isinstance(value, dict):
+        return converter.structure(value, GranularApprovalPolicy)
+    return converter.structure(value, ApprovalPolicyName)  # type: ignore[arg-type]
+
+
 converter.register_structure_hook(UserInput, _structure_user_input)
+converter.register_structure_hook(ApprovalPolicy, _structure_approval_policy)
+converter.register_structure_hook(
+    ApprovalPolicy | None,
+    lambda value, t: None if value is None else _structure_approval_policy(value, t),
+)

@@ -50,6 +50,7 @@ class ActiveTurn:
     approval_policy: str
     sandbox: str
     model: str
+    started_at_ms: int = attrs.Factory(objects.now_ms)
     cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     done: trio.Event = attrs.Factory(trio.Event)
     # Items in the order they started; the latest known state of each.
@@ -81,7 +82,9 @@ class ActiveTurn:
 
     def snapshot(self) -> dict[str, Any]:
         items = [self.live_item(item_id) for item_id in self.items]
-        return objects.turn_object(self.id, "inProgress", None, items)
+        return objects.turn_object(
+            self.id, "inProgress", None, items, started_at_ms=self.started_at_ms
+        )
 
 
 @attrs.define(eq=False)

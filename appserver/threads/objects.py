@@ -22,6 +22,10 @@ def now() -> int:
     return int(time.time())
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def uuid7() -> str:
     """A UUIDv7 string: 48-bit Unix milliseconds, version 7, variant, 74 random bits."""
     ms = time.time_ns() // 1_000_000
@@ -69,22 +73,35 @@ def thread_object(
     ephemeral: bool = False,
     turns: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    settings = record.settings
     return {
         "id": record.id,
+        "sessionId": record.id,  # one session per thread: appserver has no forks yet
+        "forkedFromId": None,
+        "parentThreadId": None,
         "preview": record.preview,
-        "name": record.name,
         "ephemeral": ephemeral,
+        "projectId": None,
+        "historyMode": "legacy",  # the whole history comes with thread/read, unpaged
         "modelProvider": record.model_provider,
-        "cwd": effective(record, "cwd"),
+        "model": record.model,
+        "reasoningEffort": None,
         "createdAt": record.created_at,
         "updatedAt": record.updated_at,
+        "recencyAt": record.recency_at,
         "status": status,
         "path": None,
+        "cwd": effective(record, "cwd"),
         "cliVersion": __version__,
+        "originator": settings.get("originator"),
         "source": "appServer",
+        "threadSource": settings.get("threadSource"),
+        "section": None,
+        "sectionEnteredAt": None,
         "agentNickname": None,
         "agentRole": None,
         "gitInfo": None,
+        "name": record.name,
         "turns": turns if turns is not None else [],
     }
 
@@ -98,13 +115,47 @@ def turn_object(
     status: str,
     error: dict[str, Any] | None = None,
     items: list[dict[str, Any]] | None = None,
+    *,
+    items_view: str = "full",
+    started_at_ms: int | None = None,
+    completed_at_ms: int | None = None,
 ) -> dict[str, Any]:
+    """A Turn (§4.3). `items_view` says what `items` holds, as Codex 0.171 does:
+    `notLoaded` (nothing), `summary` (the final answer), `full` (every item)."""
+    duration = None
+    if started_at_ms is not None and completed_at_ms is not None:
+        duration = max(0, completed_at_ms - started_at_ms)
     return {
         "id": turn_id,
+        "rootTurnId": turn_id,
         "items": items if items is not None else [],
+        "itemsView": items_view,
         "status": status,
         "error": error,
+        "startedAt": None if started_at_ms is None else started_at_ms // 1000,
+        "completedAt": None if completed_at_ms is None else completed_at_ms // 1000,
+        "durationMs": duration,
     }
+
+
+def turn_summary(status: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of a `turn/completed` turn: the final agent message of a completed turn
+    (the reference's `summary` view), nothing for an interrupted or failed one."""
+    if status != "completed":
+        return []
+    for item in reversed(items):
+        if item.get("type") == "agentMessage":
+            return [item]
+    return []
+
+
+def started_item(item: dict[str, Any], at_ms: int) -> dict[str, Any]:
+    """An item as `item/started` carries it: with its start time (0.171 lifecycle)."""
+    return {**item, "startedAtMs": at_ms, "completedAtMs": None}
+
+
+def completed_item(item: dict[str, Any], started_at_ms: int | None, at_ms: int) -> dict[str, Any]:
+    return {**item, "startedAtMs": started_at_ms, "completedAtMs": at_ms}
 
 
 def sandbox_policy(mode: str, cwd: str) -> dict[str, Any]:
@@ -120,6 +171,8 @@ def sandbox_mode(policy_type: str) -> str:
         "readOnly": "read-only",
         "workspaceWrite": "workspace-write",
         "dangerFullAccess": "danger-full-access",
+        # Confinement is someone else's: appserver restricts nothing more (§7.3).
+        "externalSandbox": "danger-full-access",
     }[policy_type]
 
 

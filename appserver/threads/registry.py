@@ -19,21 +19,17 @@ from appserver.agents import Backends, get_backend
 from appserver.agents.base import ApprovalKind
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
-from appserver.store.base import ThreadRecord, ThreadStore, TurnRecord
+from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.threads import objects
 from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread, PendingApproval
 from appserver.threads.subscriber import Subscriber
-from appserver.threads.turn import run_turn
+from appserver.threads.turn import run_turn, stored_turn
 
 log = logging.getLogger("appserver.registry")
 
 CLOSE_TIMEOUT = 60.0
 DECISIONS = frozenset({"accept", "acceptForSession", "decline", "cancel"})
-
-
-def stored_turn(turn: TurnRecord) -> dict[str, Any]:
-    return objects.turn_object(turn.id, turn.status, turn.error, list(turn.items))
 
 
 @attrs.define(eq=False)
@@ -187,6 +183,7 @@ class Registry:
         thread: LoadedThread,
         user_input: list[dict[str, Any]],
         settings: dict[str, Any],
+        client_id: str | None = None,
     ) -> ActiveTurn:
         if thread.closing:
             raise errors.thread_closing(thread.id)
@@ -209,17 +206,26 @@ class Registry:
         )
         thread.turn = turn  # reserved before any await: a second turn/start is refused
         try:
-            ts = objects.now()
+            ts = turn.started_at_ms // 1000
             preview = objects.preview_of(user_input) if not record.preview else None
             if update:
                 await thread.store.update_thread(thread.id, **update)
-            await thread.store.start_turn(thread.id, turn.id, updated_at=ts, preview=preview)
-            user_item = {"type": "userMessage", "id": objects.uuid7(), "content": user_input}
+            await thread.store.start_turn(
+                thread.id, turn.id, updated_at=ts, preview=preview, started_at_ms=turn.started_at_ms
+            )
+            user_item = {
+                "type": "userMessage",
+                "id": objects.uuid7(),
+                "clientId": client_id,
+                "content": user_input,
+                "startedAtMs": turn.started_at_ms,
+                "completedAtMs": turn.started_at_ms,
+            }
             await thread.store.put_item(thread.id, turn.id, user_item)
         except BaseException:
             thread.turn = None
             raise
-        record.updated_at = ts
+        record.updated_at = record.recency_at = ts
         if preview:
             record.preview = preview
         self.nursery.start_soon(self._turn_task, thread, turn, agent, user_item)
@@ -247,7 +253,10 @@ class Registry:
     ) -> str:
         request_id = jsonrpc.next_server_request_id()
         method = f"item/{kind}/requestApproval"
-        full = {"threadId": thread.id, "turnId": turn.id, **params}
+        # startedAtMs: when this request started (one item may ask several times, §10).
+        full = {"threadId": thread.id, "turnId": turn.id, **params, "startedAtMs": objects.now_ms()}
+        if kind == "commandExecution":
+            full["kind"] = "command"
         pending = PendingApproval(
             thread=thread,
             id=request_id,

@@ -19,6 +19,7 @@ from appserver.agents.base import (
     TurnCancelled,
     TurnFailed,
 )
+from appserver.store.base import TurnRecord
 from appserver.threads import objects
 from appserver.threads.loaded import ActiveTurn, LoadedThread
 
@@ -81,19 +82,23 @@ class TurnRunner:
         item_id = item["id"]
         if item_id in self._turn.items:
             raise RuntimeError(f"item {item_id} started twice")
+        at_ms = objects.now_ms()
+        item = objects.started_item(item, at_ms)
         self._turn.items[item_id] = item
-        self._thread.publish("item/started", self._params(item=item))
+        self._thread.publish("item/started", self._params(item=item, startedAtMs=at_ms))
         await self._thread.after_publish()
 
     async def item_completed(self, item: dict[str, Any]) -> None:
         item_id = item["id"]
         self._check_open(item_id)
+        at_ms = objects.now_ms()
+        item = objects.completed_item(item, self._turn.items[item_id].get("startedAtMs"), at_ms)
         await self._thread.store.put_item(self._thread.id, self._turn.id, item)
         self._turn.items[item_id] = item
         self._turn.completed.add(item_id)
         self._turn.parts.pop(item_id, None)
         self._turn.summary_parts.pop(item_id, None)
-        self._thread.publish("item/completed", self._params(item=item))
+        self._thread.publish("item/completed", completed_params(self._params(), item, at_ms))
         await self._thread.after_publish()
 
     async def _delta(self, method: str, item_id: str, delta: str) -> None:
@@ -143,16 +148,29 @@ class TurnRunner:
 
     async def history(self) -> list[dict[str, Any]]:
         turns = await self._thread.store.get_turns(self._thread.id)
-        return [
-            objects.turn_object(t.id, t.status, t.error, list(t.items))
-            for t in turns
-            if t.id != self._turn.id
-        ]
+        return [stored_turn(t) for t in turns if t.id != self._turn.id]
 
     async def retrying(self, message: str) -> None:
         error = objects.turn_error(message)
         self._thread.publish("error", self._params(error=error, willRetry=True))
         await self._thread.after_publish()
+
+
+def stored_turn(turn: TurnRecord) -> dict[str, Any]:
+    """A stored turn as snapshots show it (every item)."""
+    return objects.turn_object(
+        turn.id,
+        turn.status,
+        turn.error,
+        list(turn.items),
+        started_at_ms=turn.started_at_ms,
+        completed_at_ms=turn.completed_at_ms,
+    )
+
+
+def completed_params(params: dict[str, Any], item: dict[str, Any], at_ms: int) -> dict[str, Any]:
+    """`item/completed` params (0.171: the completion time; no token count is kept)."""
+    return {**params, "item": item, "completedAtMs": at_ms, "contentTokenCount": None}
 
 
 def _outcome(exc: BaseException) -> tuple[str, str | None]:
@@ -181,13 +199,19 @@ async def run_turn(
     with turn.cancel_scope:
         thread.refresh_status()
         params = {"threadId": thread.id}
-        thread.publish(
-            "turn/started", {**params, "turn": objects.turn_object(turn.id, "inProgress")}
+        started = objects.turn_object(
+            turn.id, "inProgress", items_view="notLoaded", started_at_ms=turn.started_at_ms
         )
+        thread.publish("turn/started", {**params, "turn": started})
         turn.items[user_item["id"]] = user_item
         turn.completed.add(user_item["id"])
-        thread.publish("item/started", {**params, "turnId": turn.id, "item": user_item})
-        thread.publish("item/completed", {**params, "turnId": turn.id, "item": user_item})
+        item_params = {**params, "turnId": turn.id}
+        at_ms = user_item["startedAtMs"]
+        thread.publish(
+            "item/started",
+            {**item_params, "item": {**user_item, "completedAtMs": None}, "startedAtMs": at_ms},
+        )
+        thread.publish("item/completed", completed_params(item_params, user_item, at_ms))
         await thread.after_publish()
         try:
             await agent.run_turn(runner, turn.input)
@@ -222,16 +246,27 @@ async def finish_turn(
                 # A command or write that was waiting for approval ends declined (§7.4);
                 # one that was cut off while running ends failed.
                 item["status"] = "declined" if item_id in waiting else "failed"
+            at_ms = objects.now_ms()
+            item = objects.completed_item(item, item.get("startedAtMs"), at_ms)
             await _store_quietly(thread.store.put_item(thread.id, turn.id, item))
             turn.items[item_id] = item
             turn.completed.add(item_id)
             thread.publish(
-                "item/completed", {"threadId": thread.id, "turnId": turn.id, "item": item}
+                "item/completed",
+                completed_params({"threadId": thread.id, "turnId": turn.id}, item, at_ms),
             )
         error = objects.turn_error(message or "") if status == "failed" else None
-        ts = objects.now()
+        completed_ms = objects.now_ms()
+        ts = completed_ms // 1000
         await _store_quietly(
-            thread.store.finish_turn(thread.id, turn.id, status=status, error=error, updated_at=ts)  # type: ignore[arg-type]
+            thread.store.finish_turn(
+                thread.id,
+                turn.id,
+                status=status,  # type: ignore[arg-type]
+                error=error,
+                updated_at=ts,
+                completed_at_ms=completed_ms,
+            )
         )
         if error is not None:
             thread.publish(
@@ -242,10 +277,17 @@ async def finish_turn(
         thread.turn = None
         thread.last_failed = status == "failed"
         thread.finished_turns += 1
-        thread.publish(
-            "turn/completed",
-            {"threadId": thread.id, "turn": objects.turn_object(turn.id, status, error)},
+        summary = objects.turn_summary(status, [turn.items[i] for i in turn.items])
+        final = objects.turn_object(
+            turn.id,
+            status,
+            error,
+            summary,
+            items_view="summary" if status == "completed" else "notLoaded",
+            started_at_ms=turn.started_at_ms,
+            completed_at_ms=completed_ms,
         )
+        thread.publish("turn/completed", {"threadId": thread.id, "turn": final})
         thread.refresh_status()
     finally:
         thread.turn = None if thread.turn is turn else thread.turn

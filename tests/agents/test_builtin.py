@@ -41,6 +41,9 @@ async def test_plain_lines_answered_with_one_message(tmp_path: Path) -> None:
         "text": "",
         "phase": None,
         "memoryCitation": None,
+        "moderation": None,
+        "delivery": None,
+        "questions": None,
     }
     assert completed == {**started, "text": "You said: hello there\nsecond line"}
     assert ctx.deltas(item_id) == ["You ", "said: ", "hello ", "there\n", "second ", "line"]

@@ -36,6 +36,8 @@ async def test_run_streams_output_and_completes(tmp_path: Path) -> None:
         "cwd": str(tmp_path),
         "processId": None,
         "source": "agent",
+        "pluginId": None,
+        "scriptPath": None,
         "status": "inProgress",
         "commandActions": [{"type": "unknown", "command": "echo out; echo err >&2; pwd"}],
         "aggregatedOutput": None,

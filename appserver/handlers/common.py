@@ -16,6 +16,7 @@ from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
+from appserver.protocol.policies import ApprovalPolicy, GranularApprovalPolicy
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.threads import objects
 from appserver.threads.loaded import Broadcast, LoadedThread
@@ -77,10 +78,10 @@ def checked_provider(provider: str, field: str = "modelProvider") -> str:
     return provider
 
 
-def approval_policy_of(policy: t.ApprovalPolicy) -> str:
+def approval_policy_of(policy: ApprovalPolicy) -> str:
     """The policy appserver acts on (§7.3): `on-failure` (pre-0.171) and a granular
     policy ask as `on-request` does, and are reported so."""
-    if isinstance(policy, t.GranularApprovalPolicy) or policy == "on-failure":
+    if isinstance(policy, GranularApprovalPolicy) or policy == "on-failure":
         return "on-request"
     return policy
 

@@ -1,5 +1,5 @@
 """The objects appserver emits (PROTOCOL.md §4) as Codex 0.171 has them: thread statuses,
-user input as echoed back, turns, threads, sandbox policies.
+turns, threads (user input and items: `items`; policies: `policies`).
 
 The hot path builds these as plain dicts (`appserver.threads.objects`); these types are the
 one description of their shape: the schema export reads them and the tests structure real
@@ -129,46 +129,4 @@ class Thread:
     turns: list[Turn]
 
 
-# --- SandboxPolicy (§5.1) --------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class ReadOnlySandboxPolicy:
-    type: Literal["readOnly"]
-    network_access: bool | None = None
-
-
-@attrs.frozen(kw_only=True)
-class WorkspaceWriteSandboxPolicy:
-    type: Literal["workspaceWrite"]
-    writable_roots: list[str] | None = None
-    network_access: bool | None = None
-    exclude_slash_tmp: bool | None = None
-    exclude_tmpdir_env_var: bool | None = None
-
-
-@attrs.frozen(kw_only=True)
-class DangerFullAccessSandboxPolicy:
-    type: Literal["dangerFullAccess"]
-
-
-@attrs.frozen(kw_only=True)
-class ExternalSandboxSandboxPolicy:
-    type: Literal["externalSandbox"]
-    network_access: Literal["restricted", "enabled"] | None = None
-
-
-SandboxPolicy = (
-    ReadOnlySandboxPolicy
-    | WorkspaceWriteSandboxPolicy
-    | DangerFullAccessSandboxPolicy
-    | ExternalSandboxSandboxPolicy
-)
-
-# What an emitted `approvalPolicy` may be (Codex 0.171 AskForApproval without the
-# granular object, which appserver never reports).
-AskForApproval = Literal["untrusted", "on-request", "never"]
-ApprovalsReviewer = Literal["user", "auto_review", "guardian_subagent"]
-
 register_tagged_union(ThreadStatus)
-register_tagged_union(SandboxPolicy)

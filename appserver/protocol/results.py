@@ -12,13 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
-from appserver.protocol.objects import (
-    ApprovalsReviewer,
-    AskForApproval,
-    SandboxPolicy,
-    Thread,
-    Turn,
-)
+from appserver.protocol.objects import Thread, Turn
+from appserver.protocol.policies import ApprovalsReviewer, AskForApproval, SandboxPolicy
 from appserver.protocol.wire import Empty, any_json, nullable, register_tagged_union
 
 # --- initialize (§3) -------------------------------------------------------------------

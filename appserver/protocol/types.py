@@ -1,9 +1,7 @@
-"""Wire types: attrs classes for every params object a client may send, and for the
-results the server answers with. Python names are snake_case; the converter renames them
-to camelCase (except the few snake_case wire fields of PROTOCOL.md §4).
-
-Items, turns and threads that the server emits are built as plain dicts (see
-`appserver.protocol.objects`): they are produced on the hot path and stored verbatim.
+"""Params: attrs classes for every params object a client may send (results,
+notifications and objects are in the sibling modules; policies in `policies`). Python
+names are snake_case; the converter renames them to camelCase (except the few snake_case
+wire fields of PROTOCOL.md §4).
 """
 
 from __future__ import annotations
@@ -15,12 +13,13 @@ import attrs
 
 from appserver.protocol.converter import WireTypeError, converter, type_name
 from appserver.protocol.errors import InvalidParams
+from appserver.protocol.policies import (
+    ApprovalPolicy,
+    ApprovalsReviewer,
+    SandboxMode,
+    SandboxPolicy,
+)
 
-# Codex 0.171 names three policies; `on-failure` (older Codex) is still accepted and acts
-# as `on-request` does here (§7.3).
-ApprovalPolicyName = Literal["untrusted", "on-failure", "on-request", "never"]
-SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
-ApprovalsReviewer = Literal["user", "auto_review", "guardian_subagent"]
 Personality = Literal["none", "friendly", "pragmatic"]
 ReasoningSummary = Literal["auto", "concise", "detailed", "none"]
 SortKey = Literal["created_at", "updated_at", "recency_at", "section_position"]
@@ -153,35 +152,6 @@ USER_INPUT_TYPES: dict[str, type[UserInput]] = {
     "skill": SkillInput,
     "mention": MentionInput,
 }
-
-
-@attrs.frozen(kw_only=True)
-class SandboxPolicyParam:
-    type: Literal["readOnly", "workspaceWrite", "dangerFullAccess", "externalSandbox"]
-    writable_roots: list[str] | None = None
-    network_access: Any = None  # bool, or NetworkAccess ("restricted"/"enabled") for external
-    exclude_slash_tmp: bool | None = None
-    exclude_tmpdir_env_var: bool | None = None
-
-
-@attrs.frozen(kw_only=True)
-class GranularApproval:
-    mcp_elicitations: bool
-    rules: bool
-    sandbox_approval: bool
-    request_permissions: bool = False
-    skill_approval: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class GranularApprovalPolicy:
-    """`{"granular": {...}}`: per-category approvals. appserver has one category the
-    builtin agent asks about (commands and writes), so it acts as `on-request`."""
-
-    granular: GranularApproval
-
-
-ApprovalPolicy = ApprovalPolicyName | GranularApprovalPolicy
 
 
 # --- threads (§5) ----------------------------------------------------------------------
@@ -345,7 +315,7 @@ class TurnStartParams:
     input: list[UserInput]
     cwd: str | None = None
     approval_policy: ApprovalPolicy | None = None
-    sandbox_policy: SandboxPolicyParam | None = None
+    sandbox_policy: SandboxPolicy | None = None
     model: str | None = None
     client_user_message_id: str | None = None  # the userMessage item's clientId
     # Accepted; appserver's agents have no use for them (the routing of every approval
@@ -386,15 +356,4 @@ def _structure_user_input(value: Any, _: Any) -> UserInput:
     return converter.structure(value, cls)
 
 
-def _structure_approval_policy(value: Any, _: Any) -> ApprovalPolicy:
-    if isinstance(value, dict):
-        return converter.structure(value, GranularApprovalPolicy)
-    return converter.structure(value, ApprovalPolicyName)  # type: ignore[arg-type]
-
-
 converter.register_structure_hook(UserInput, _structure_user_input)
-converter.register_structure_hook(ApprovalPolicy, _structure_approval_policy)
-converter.register_structure_hook(
-    ApprovalPolicy | None,
-    lambda value, t: None if value is None else _structure_approval_policy(value, t),
-)

@@ -69,7 +69,15 @@ def register_tagged_union(union: Any, tag: str = "type") -> None:
             raise WireTypeError(f"unknown {tag} {kind!r}; expected one of {allowed}")
         return converter.structure(value, cls)
 
+    _register_with_optional(union, structure)
+
+
+def _register_with_optional(union: Any, structure: Callable[[Any, Any], Any]) -> None:
+    """Register the hook for `union` and for `union | None` (null stays None)."""
     converter.register_structure_hook(union, structure)
+    converter.register_structure_hook(
+        union | None, lambda value, t: None if value is None else structure(value, t)
+    )
 
 
 def register_union(union: Any, pick: Callable[[Any], Any]) -> None:
@@ -78,7 +86,7 @@ def register_union(union: Any, pick: Callable[[Any], Any]) -> None:
     def structure(value: Any, _: Any) -> Any:
         return converter.structure(value, pick(value))
 
-    converter.register_structure_hook(union, structure)
+    _register_with_optional(union, structure)
 
 
 RequestId = int | str

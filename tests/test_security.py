@@ -2,7 +2,9 @@
 §7, §10): a command never runs without the approval its policy demands — including after
 reconnects, replays, duplicate answers and answers from the wrong connection — shown with
 a marker file that `/run touch MARKER` would create; `/write` cannot leave the thread's cwd
-under workspace-write (`..`, absolute paths, symlinks); the token is never logged."""
+under workspace-write (`..`, absolute paths, symlinks — also one swapped in while the approval
+waits: tests/test_write_race.py) and a NUL in its path is refused unasked; the token is never
+logged."""
 
 from __future__ import annotations
 
@@ -244,6 +246,9 @@ async def test_write_cannot_escape_the_workspace(
         "filelink",
         "sub/uplink/via-uplink.txt",
         "/etc/appserver-should-not-exist.txt",
+        "made/../../outside/via-missing-dir.txt",
+        "made/sub/../../../outside/via-missing-dirs.txt",
+        "nul\0/../../outside/nul.txt",
     ]
     with trio.fail_after(TIMEOUT):
         async with server.connect() as client:
@@ -263,13 +268,24 @@ async def test_write_cannot_escape_the_workspace(
             while client._server_requests:
                 requests.append(client._server_requests.popleft())
             assert requests == [], "approval asked for a write outside the workspace"
-            # Control: a write inside the workspace works (after approval if required).
-            turn_id = await start(client, thread_id, "/write inside.txt fine")
-            if policy != "never":
-                request = await client.next_server_request("item/fileChange/requestApproval")
-                await client.respond(request.id, {"decision": "accept"})
-            await finished(client, turn_id)
+            assert not (cwd / "made").exists(), "a refused write created a directory"
+            # Control: a write inside the workspace works (after approval if required), in a
+            # directory it creates too.
+            for path in ("inside.txt", "made/inside.txt"):
+                turn_id = await start(client, thread_id, f"/write {path} fine")
+                if policy != "never":
+                    request = await client.next_server_request("item/fileChange/requestApproval")
+                    await client.respond(request.id, {"decision": "accept"})
+                await finished(client, turn_id)
     assert (cwd / "inside.txt").read_text() == "fine\n"
+    assert (cwd / "made" / "inside.txt").read_text() == "fine\n"
+    assert sorted(p.name for p in cwd.iterdir()) == [
+        "dirlink",
+        "filelink",
+        "inside.txt",
+        "made",
+        "sub",
+    ]
     assert (outside / "target.txt").read_text() == "original\n"
     assert sorted(p.name for p in outside.iterdir()) == ["target.txt"]
     assert not await trio.Path("/etc/appserver-should-not-exist.txt").exists()

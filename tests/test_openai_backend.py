@@ -296,6 +296,15 @@ async def test_bad_tool_arguments_are_reported_to_the_model(
         chunk(
             tool_calls=[{"index": 1, "id": "y", "function": {"name": "python", "arguments": "{}"}}]
         ),
+        chunk(
+            tool_calls=[
+                {
+                    "index": 2,
+                    "id": "z",
+                    "function": {"name": "shell", "arguments": '{"command": "echo a\\u0000b"}'},
+                }
+            ]
+        ),
         chunk(finish="tool_calls"),
         DONE,
     )
@@ -305,6 +314,7 @@ async def test_bad_tool_arguments_are_reported_to_the_model(
         assert turn["status"] == "completed"
     contents = [t["content"] for t in tool_messages((await fake.request(2)).body)]
     assert "not valid JSON" in contents[0] and "unknown tool 'python'" in contents[1]
+    assert "NUL character" in contents[2]  # refused before any item or approval
 
 
 async def test_step_cap_fails_the_turn(fake: FakeOpenAI, tmp_path: Path) -> None:

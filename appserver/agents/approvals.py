@@ -34,6 +34,12 @@ def write_needs_approval(ctx: TurnContext) -> bool:
     return ctx.approval_policy != "never"
 
 
+def session_approvals_apply(ctx: TurnContext) -> bool:
+    """`acceptForSession` grants are used and kept except under sandbox `read-only`, where
+    every command needs its own approval (§7.3)."""
+    return ctx.sandbox != "read-only"
+
+
 def command_session_key(command: str) -> str:
     return f"commandExecution:{command}"
 
@@ -46,12 +52,16 @@ async def seek_approval(
     ctx: TurnContext, kind: ApprovalKind, params: dict[str, Any], session_key: str
 ) -> Verdict:
     """Ask the thread's subscribers unless `session_key` was already approved for the
-    session; remember it when the answer is `acceptForSession`."""
-    if session_key in ctx.session_approvals:
+    session; remember it when the answer is `acceptForSession`. Under sandbox `read-only`
+    session approvals never apply (§7.3): an earlier grant is not consulted, and
+    `acceptForSession` counts as `accept` without being remembered."""
+    sessions_apply = session_approvals_apply(ctx)
+    if sessions_apply and session_key in ctx.session_approvals:
         return Verdict.PROCEED
     decision = await ctx.request_approval(kind, params)
     if decision == "acceptForSession":
-        ctx.session_approvals.add(session_key)
+        if sessions_apply:
+            ctx.session_approvals.add(session_key)
         return Verdict.PROCEED
     if decision == "accept":
         return Verdict.PROCEED

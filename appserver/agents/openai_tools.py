@@ -12,7 +12,7 @@ import trio
 from .base import ApprovalDecision, ApprovalKind, TurnContext
 from .openai_messages import describe
 from .openai_stream import ToolCall
-from .shell import run_command
+from .shell import refusal, run_command
 
 SHELL_TOOL: dict[str, Any] = {
     "type": "function",
@@ -124,6 +124,9 @@ async def run_tool(ctx: TurnContext, call: ToolCall) -> str:
     command = arguments.get("command")
     if not isinstance(command, str) or not command.strip():
         return "Error: `command` must be a non-empty string."
+    problem = refusal(command)
+    if problem is not None:  # e.g. a NUL: the model is told, the turn goes on
+        return f"Error: {problem.removeprefix('/run: ')}"
     workdir = arguments.get("workdir")
     cwd = ctx.cwd
     if workdir is not None:

@@ -1,28 +1,37 @@
-"""`/run CMD`: a commandExecution item running `/bin/sh -c CMD` (PROTOCOL.md §10).
+"""`/run CMD`: a commandExecution item running `/bin/sh -c` on the command (PROTOCOL.md §10).
+
+One shell runs the whole command, with a gate before each top-level `&&` part (chain.py)
+that the server answers on the shell's stdin (gates.py): per §7.3 after asking, or at once
+when no approval is needed, so the command runs the same with or without approvals.
 
 Each process runs in its own process group. When the turn is cancelled the whole group is
 killed with SIGKILL (trio's `deliver_cancel`); when the shell exits normally, whatever it
 left running in its group is killed too, so a command never outlives its item and the
-output pipe always reaches EOF.
+output pipe always reaches EOF. A refused part kills the group at its gate.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import os
 import signal
+import socket
+import struct
 import subprocess
+import termios
 import time
-import uuid
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import trio
 
-from .approvals import Verdict, command_needs_approval, command_session_key, seek_approval
+from .approvals import Verdict
 from .base import TurnCancelled, TurnContext, TurnFailed
+from .chain import plan
+from .gates import Gatekeeper, command_actions
 
 SHELL = "/bin/sh"
 READ_SIZE = 65536
@@ -59,101 +68,150 @@ class CommandItem:
         }
 
 
-def command_actions(command: str) -> list[dict[str, Any]]:
-    return [{"type": "unknown", "command": command}]
+class Output:
+    """The command's output: read from the pipe, decoded incrementally, emitted as
+    `outputDelta`s and kept in the item. `caught_up` lets a gate wait until what the shell
+    wrote before reaching it has been emitted, so a part's output precedes the request
+    for the next part."""
+
+    def __init__(self, ctx: TurnContext, item: CommandItem) -> None:
+        self._ctx = ctx
+        self._item_id = item.id
+        self._chunks = item.output = [] if item.output is None else item.output
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._received = 0  # bytes read from the pipe
+        self._emitted = 0  # bytes read and emitted
+        self._fd: int | None = None  # the pipe while it is open
+        self._progress = trio.Event()
+
+    async def emit(self, text: str) -> None:
+        if text:
+            self._chunks.append(text)
+            await self._ctx.command_output_delta(self._item_id, text)
+
+    async def pump(self, stdout: trio.abc.ReceiveStream) -> None:
+        """Emit everything read from `stdout` until end of file, then close it."""
+        fileno = getattr(stdout, "fileno", None)
+        async with stdout:
+            self._fd = fileno() if callable(fileno) else None
+            try:
+                while chunk := await stdout.receive_some(READ_SIZE):
+                    self._received += len(chunk)
+                    await self.emit(self._decoder.decode(chunk))
+                    self._emitted = self._received
+                    self._wake()
+            finally:
+                self._fd = None  # before the close: no FIONREAD on a reused number
+                self._wake()
+        await self.emit(self._decoder.decode(b"", final=True))
+
+    async def caught_up(self) -> None:
+        if self._fd is None:
+            return
+        target = self._received + _pending_bytes(self._fd)
+        while self._fd is not None and self._emitted < target:
+            await self._progress.wait()
+
+    def _wake(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
 
 
-def split_parts(command: str) -> list[str]:
-    """`A && B && …` → `["A", "B", …]` (stripped, empty parts dropped). A plain textual
-    split: `&&` inside quotes is split too."""
-    return [part for part in (p.strip() for p in command.split("&&")) if part]
+def _pending_bytes(fd: int) -> int:
+    """Bytes waiting in the pipe, not read yet."""
+    try:
+        answer = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    count: int = struct.unpack("i", answer)[0]
+    return count
+
+
+def refusal(command: str) -> str | None:
+    """Why `command` cannot be given to a shell at all, or None. Checked before the item
+    starts, so nothing is asked for a command that could never run (§10)."""
+    if not command.strip():
+        return "/run expects a command: /run CMD"
+    if "\0" in command:
+        return "/run: the command contains a NUL character (\\0), which no shell command can hold"
+    try:
+        os.fsencode(command)
+    except UnicodeEncodeError as exc:
+        return f"/run: the command is not valid text at position {exc.start}"
+    return None
 
 
 async def run_command(ctx: TurnContext, command: str) -> None:
-    """The whole `/run` directive: item, approvals, execution, completion."""
-    if not command.strip():
-        raise TurnFailed("/run expects a command: /run CMD")
+    """The whole `/run` directive: item, approvals, execution, completion.
+
+    One `/bin/sh -c` runs the whole command (chain.py): a gate before each top-level `&&`
+    part asks for that part when the shell reaches it, with or without approvals (without,
+    the gate is opened at once), so the command behaves the same either way."""
+    problem = refusal(command)
+    if problem is not None:
+        raise TurnFailed(problem)
     item = CommandItem(id=ctx.new_item_id(), command=command, cwd=ctx.cwd)
     await ctx.item_started(item.wire())
 
-    # Without approvals the command runs as one shell; with them, each `&&` part is asked
-    # for (with its own approvalId) just before it runs.
-    asking = command_needs_approval(ctx)
-    parts = split_parts(command)
-    steps = parts if asking and len(parts) > 1 else [command]
-    verdict = Verdict.PROCEED
-    for step in steps:
-        if asking:
-            params: dict[str, Any] = {
-                "itemId": item.id,
-                "command": step,
-                "cwd": item.cwd,
-                "commandActions": command_actions(step),
-            }
-            if len(steps) > 1:
-                params["approvalId"] = str(uuid.uuid4())
-            key = command_session_key(step)
-            verdict = await seek_approval(ctx, "commandExecution", params, key)
-            if verdict is not Verdict.PROCEED:
-                break
-        await execute(ctx, item, step)
-        if item.exit_code != 0:
-            break
+    chain = await trio.to_thread.run_sync(plan, command)
+    gates = Gatekeeper(ctx, item.id, item.cwd, chain.parts)
+    await execute(ctx, item, chain.program, gates)
 
+    verdict = gates.verdict
     if verdict is Verdict.PROCEED:
         item.status = "completed" if item.exit_code == 0 else "failed"
     else:
         item.status = verdict.item_status
+        item.exit_code = None  # stopped at a gate, not finished
+        if gates.opened == 0:  # nothing of the command ran
+            item.process_id = item.output = item.duration_ms = None
     await ctx.item_completed(item.wire())
     if verdict is Verdict.CANCELLED:
         raise TurnCancelled()
 
 
-async def execute(ctx: TurnContext, item: CommandItem, command: str) -> None:
-    """Run `sh -c command` in the item's cwd, streaming its output into the item. Sets
-    `exit_code` (None if it could not be started), `process_id`, and adds to `output` and
-    `duration_ms`. Cancellation kills the process group and propagates."""
-    output = item.output = [] if item.output is None else item.output
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+async def execute(ctx: TurnContext, item: CommandItem, program: str, gates: Gatekeeper) -> None:
+    """Run `sh -c program` (chain.py) in the item's cwd, streaming its output into the item
+    while `gates` answers the program's gates on the shell's stdin. Sets `exit_code` (None
+    if it could not be started), `process_id`, `output` and `duration_ms`. Cancellation
+    kills the process group and propagates."""
+    output = Output(ctx, item)
     started_at = time.monotonic()
-    item.exit_code = None
-
-    async def emit(text: str) -> None:
-        if text:
-            output.append(text)
-            await ctx.command_output_delta(item.id, text)
-
+    ours, theirs = socket.socketpair()
     proc: trio.Process | None = None
-    async with trio.open_nursery() as nursery:
-        try:
-            proc = await nursery.start(
-                partial(
-                    trio.run_process,
-                    [SHELL, "-c", command],
-                    cwd=item.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    check=False,
-                    deliver_cancel=_kill_group,
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                proc = await nursery.start(
+                    partial(
+                        trio.run_process,
+                        [SHELL, "-c", program],
+                        cwd=item.cwd,
+                        stdin=theirs.fileno(),
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        check=False,
+                        deliver_cancel=_kill_group,
+                    )
                 )
-            )
-        except OSError as exc:
-            await emit(f"failed to start {SHELL}: {exc}\n")
-        else:
-            item.process_id = proc.pid
-            nursery.start_soon(_reap_group, proc)
-            assert proc.stdout is not None
-            async with proc.stdout as stdout:
-                while chunk := await stdout.receive_some(READ_SIZE):
-                    await emit(decoder.decode(chunk))
-            await emit(decoder.decode(b"", final=True))
+            except OSError as exc:
+                await output.emit(f"failed to start {SHELL}: {exc}\n")
+            else:
+                theirs.close()  # the shell's now
+                item.process_id = proc.pid
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+                kill = partial(_signal_group, proc.pid)
+                nursery.start_soon(gates.serve, stream, output, proc.pid, kill)
+                nursery.start_soon(_reap_group, proc, gates)
+                assert proc.stdout is not None
+                await output.pump(proc.stdout)
+    finally:
+        ours.close()  # (the stream's close does this too; twice is harmless)
+        theirs.close()
 
-    if proc is not None:
-        item.exit_code = _exit_code(proc)
-    elapsed_ms = round((time.monotonic() - started_at) * 1000)
-    item.duration_ms = (item.duration_ms or 0) + elapsed_ms
+    item.exit_code = None if proc is None else _exit_code(proc)
+    item.duration_ms = round((time.monotonic() - started_at) * 1000)
 
 
 def _exit_code(proc: trio.Process) -> int:
@@ -174,8 +232,9 @@ async def _kill_group(proc: trio.Process) -> None:
     _signal_group(proc.pid)
 
 
-async def _reap_group(proc: trio.Process) -> None:
+async def _reap_group(proc: trio.Process, gates: Gatekeeper) -> None:
     """Once the shell has exited, kill what it left running (background jobs holding the
-    output pipe), so the item ends when its command does."""
+    output pipe), so the item ends when its command does; stop waiting for gates."""
     await proc.wait()
+    gates.shell_exited()
     _signal_group(proc.pid)

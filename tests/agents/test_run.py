@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from appserver.agents.base import ApprovalDecision, TurnCancelled
+from appserver.agents.base import ApprovalDecision, TurnCancelled, TurnFailed
 
 from .helpers import process_alive, run, run_and_cancel, wait_process_group_gone
 from .recording import RecordingContext
@@ -275,3 +275,114 @@ async def test_interrupt_while_waiting_for_approval(tmp_path: Path) -> None:
     await run_and_cancel(ctx, "/run touch marker", lambda c: bool(c.approvals()))
     assert list(ctx.open_items.values()) == ["commandExecution"]
     assert not (tmp_path / "marker").exists()
+
+
+# --- one shell runs the whole chain (PROTOCOL.md §10) --------------------------------------
+
+
+async def plain_sh(cwd: Path, command: str) -> tuple[int, str]:
+    """What `/bin/sh -c command` does on its own (stdin /dev/null, stderr into stdout)."""
+    done = await trio.run_process(
+        ["/bin/sh", "-c", command], cwd=cwd, capture_stdout=True, stderr=-2, check=False
+    )
+    return done.returncode, done.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("command", "parts"),
+    [
+        ('echo "a && b"', None),
+        ("true && (false && echo no) && echo yes", ["true", "(false && echo no)", "echo yes"]),
+        ("{ echo a && echo b; } && echo c", ["{ echo a && echo b; }", "echo c"]),
+        (
+            "if true && true; then echo a; fi && echo b",
+            ["if true && true; then echo a; fi", "echo b"],
+        ),
+        ("echo ab | tr a b && ! false", ["echo ab | tr a b", "! false"]),
+        ("echo a&&echo b # && echo c", ["echo a", "echo b"]),
+        ("cd sub && X=$(pwd) && echo $X $LINENO $0", ["cd sub", "X=$(pwd)", "echo $X $LINENO $0"]),
+        ("ls /proc/self/fd && cat && echo after", ["ls /proc/self/fd", "cat", "echo after"]),
+        ("nosuchcommand_zz && echo never", ["nosuchcommand_zz", "echo never"]),
+        ("echo a && echo b;", ["echo a", "echo b"]),
+        # Not a plain `&&` chain: approved as a whole, never split textually.
+        ("false || echo x && echo y", None),
+        ("echo a && false; echo c", None),
+        ("echo $(echo a && echo b) && echo c", None),  # bashlex cannot parse it
+        ("echo $'a' && echo b", None),  # bash and sh read `$'…'` differently
+        ("x=; echo \"${x:-'}'}\" && echo b", None),
+        ("echo ( && echo b", None),  # a syntax error, to sh as to bashlex
+    ],
+)
+async def test_chain_runs_exactly_as_plain_sh(
+    tmp_path: Path, command: str, parts: list[str] | None
+) -> None:
+    (tmp_path / "sub").mkdir()
+    expected = await plain_sh(tmp_path, command)
+    asked = [command] if parts is None else parts
+    for policy in ("never", "on-request"):
+        ctx = RecordingContext(
+            str(tmp_path), approval_policy=policy, decisions=["accept"] * len(asked)
+        )
+        await run(ctx, f"/run {command}")
+        item = only_command(ctx)
+        assert (item["exitCode"], item["aggregatedOutput"]) == expected, policy
+        assert item["command"] == ctx.started()[0]["command"] == command
+        if policy == "never":
+            assert ctx.approvals() == []
+        elif expected[0] != 2:  # a syntax error stops the shell before it asks
+            requests = [params for _, params in ctx.approvals()]
+            assert [p["command"] for p in requests] == asked[: len(requests)]
+            assert all(("approvalId" in p) == (parts is not None) for p in requests)
+
+
+async def test_chain_request_names_the_directory_and_follows_the_output(tmp_path: Path) -> None:
+    """A part's request comes after all the output of the parts before it (beyond what a
+    pipe buffers), names the directory the shell is in, and gates go on when the command
+    has closed its output."""
+    (tmp_path / "sub").mkdir()
+    ctx = RecordingContext(str(tmp_path), approval_policy="on-request", decisions=["accept"] * 4)
+    await run(ctx, "/run cd sub && head -c 200000 /dev/zero && exec >/dev/null 2>&1 && touch f")
+    assert [p["cwd"] for _, p in ctx.approvals()] == [str(tmp_path)] + [str(tmp_path / "sub")] * 3
+    third = [i for i, e in enumerate(ctx.events) if e.name == "approval"][2]  # exec's
+    before_third = ctx.events[:third]
+    assert "".join(e.data for e in before_third if e.name == "output_delta") == "\0" * 200000
+    assert (tmp_path / "sub" / "f").exists() and not (tmp_path / "f").exists()
+    assert only_command(ctx)["status"] == "completed"
+
+
+async def test_declined_first_part_ran_nothing(tmp_path: Path) -> None:
+    ctx = RecordingContext(str(tmp_path), approval_policy="on-request", decisions=["decline"])
+    await run(ctx, "/run echo 'a && b' > one && touch two")
+    assert [p["command"] for _, p in ctx.approvals()] == ["echo 'a && b' > one"]
+    item = only_command(ctx)
+    assert (item["status"], item["exitCode"], item["processId"]) == ("declined", None, None)
+    assert (item["aggregatedOutput"], item["durationMs"]) == (None, None)
+    assert not (tmp_path / "one").exists()
+
+
+@pytest.mark.parametrize("policy", ["never", "on-request"])
+async def test_nul_in_command_is_refused_before_anything(tmp_path: Path, policy: str) -> None:
+    ctx = RecordingContext(str(tmp_path), approval_policy=policy)
+    with pytest.raises(TurnFailed, match="NUL"):
+        await run(ctx, "/run touch marker && echo a\0b")
+    assert ctx.events == []
+    assert not (tmp_path / "marker").exists()
+
+
+async def test_accept_for_session_never_applies_under_read_only(tmp_path: Path) -> None:
+    session: set[str] = set()
+    decisions: list[ApprovalDecision] = ["acceptForSession"] * 4
+    ctx = RecordingContext(
+        str(tmp_path),
+        sandbox="read-only",
+        decisions=decisions,
+        session_approvals=session,
+    )
+    await run(ctx, "/run echo a\n/run echo a && echo a")
+    assert [p["command"] for _, p in ctx.approvals()] == ["echo a"] * 3
+    assert session == set()  # not remembered either
+    ctx = RecordingContext(
+        str(tmp_path), approval_policy="on-request", decisions=["accept"], session_approvals=session
+    )
+    await run(ctx, "/run echo a")  # so workspace-write asks too
+    assert len(ctx.approvals()) == 1

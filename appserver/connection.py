@@ -30,6 +30,7 @@ from appserver.protocol.errors import InternalError, JsonRpcError
 from appserver.protocol.experimental import check_experimental
 from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
 from appserver.protocol.types import InitializeParams
+from appserver.store.errors import StoreUnavailable
 from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
 
 log = logging.getLogger("appserver.connection")
@@ -91,14 +92,15 @@ class RequestHandler(Protocol):
 
 def error_from_exception(exc: BaseException, context: str) -> JsonRpcError:
     """The one exception-to-wire boundary (ARCHITECTURE.md invariant 5). Cancellation and
-    process-level exceptions propagate; typed errors pass through; anything else is a bug:
-    logged with its traceback and answered -32603."""
+    process-level exceptions propagate; typed errors pass through; a store that could not
+    do its part is -32603 `storeUnavailable` with its reason (§8.6); anything else is a
+    bug: logged with its traceback and answered -32603."""
     if isinstance(exc, BaseExceptionGroup):
         cancelled, rest = exc.split((trio.Cancelled, KeyboardInterrupt, SystemExit))
         if cancelled is not None:
             raise exc
         assert rest is not None
-        typed, _ = rest.split(JsonRpcError)
+        typed, _ = rest.split((JsonRpcError, StoreUnavailable))
         if typed is not None and len(typed.exceptions) == len(rest.exceptions) == 1:
             first = typed.exceptions[0]
             return error_from_exception(first, context)
@@ -106,6 +108,9 @@ def error_from_exception(exc: BaseException, context: str) -> JsonRpcError:
         raise exc
     elif isinstance(exc, JsonRpcError):
         return exc
+    elif isinstance(exc, StoreUnavailable):  # §8.6: not a bug; the store's reason is told
+        log.warning("%s: the store failed: %s", context, exc.reason)
+        return errors.store_unavailable(exc.reason)
     log.error("internal error in %s", context, exc_info=exc)
     return InternalError("Internal error", kind="internal")
 

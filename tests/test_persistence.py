@@ -403,3 +403,34 @@ async def test_sqlite_thread_list_cursor_stability(
             client.observer = schema_checker.check
             await client.initialize("sqlite-stable")
             await check_list_cursor_stability(client)
+
+
+async def test_a_locked_store_refuses_the_request_and_stores_nothing(
+    tmp_path: Path, schema_checker: SchemaChecker
+) -> None:
+    """§8.6 in a real process: with the database locked by another connection past the
+    busy timeout, a request is answered -32603 storeUnavailable with SQLite's reason,
+    nothing of it is stored, and the server works again once the lock is gone."""
+    data = tmp_path / "store"
+    with trio.fail_after(TIMEOUT):
+        async with (
+            run_ws_server("--data-dir", str(data)) as first,
+            client_of(first, schema_checker) as client,
+        ):
+            thread_id = await new_thread(client)
+            lock = sqlite3.connect(data / "appserver.sqlite3", timeout=10, isolation_level=None)
+            try:
+                lock.execute("BEGIN EXCLUSIVE")
+                params = {"threadId": thread_id, "name": "never stored"}
+                error = await rpc_error(client, "thread/name/set", params)
+            finally:
+                lock.close()  # rolls back, releasing the lock
+            assert (error.code, error.data) == (-32603, {"kind": "storeUnavailable"})
+            assert "database is locked" in error.message
+            assert (await stored_thread(client, thread_id))["name"] is None
+            await client.request("thread/name/set", {"threadId": thread_id, "name": "stored"})
+        async with (
+            run_ws_server("--data-dir", str(data)) as second,
+            client_of(second, schema_checker) as client,
+        ):
+            assert (await stored_thread(client, thread_id))["name"] == "stored"

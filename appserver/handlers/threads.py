@@ -10,6 +10,7 @@ from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
 from appserver.threads import objects
+from appserver.threads.starting import store_settings
 from appserver.threads.turn import stored_turn
 
 from .common import Handler, Services, session_result, settings_of, thread_id_of
@@ -46,10 +47,8 @@ async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParam
     thread_id = thread_id_of(p.thread_id)
     settings = await settings_of(p)
     thread, _ = await s.registry.load(thread_id)
-    # Later turns use them; a running turn keeps its own (§5.2).
-    update = objects.apply_settings(thread.record, settings)
-    if update:
-        await thread.store.update_thread(thread_id, **update)
+    # Later turns use them; a running turn keeps its own (§5.2). Stored first (§8.6).
+    await store_settings(thread, settings)
     # excludeTurns: metadata and live state only (the client pages history itself).
     turns = [] if p.exclude_turns else await s.registry.snapshot_turns(thread)
     if thread.closing or s.registry.get(thread_id) is not thread:

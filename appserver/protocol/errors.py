@@ -15,6 +15,12 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 OVERLOADED = -32001
 
+#: `data.retryAfterMs` of every -32001 (PROTOCOL.md §1.1, §2.4): a connection over
+#: --max-inflight frees a slot as soon as one of its requests is answered, which for most
+#: methods takes milliseconds; a quarter second lets a retrying SDK back off without
+#: stalling a user.
+RETRY_AFTER_MS = 250
+
 
 class AppServerError(Exception):
     """Root of every appserver error."""
@@ -147,5 +153,11 @@ def path_outside_workspace(path: str) -> InvalidRequest:
     return InvalidRequest(f"path outside workspace: {path}", kind="pathOutsideWorkspace")
 
 
-def overloaded() -> Overloaded:
-    return Overloaded("Server overloaded; retry later.")
+def overloaded(retry_after_ms: int = RETRY_AFTER_MS) -> Overloaded:
+    return Overloaded("Server overloaded; retry later.", retryAfterMs=retry_after_ms)
+
+
+def store_unavailable(reason: str) -> InternalError:
+    """-32603 `storeUnavailable` (§8.6): a write this request needed failed; `reason` is
+    the store's."""
+    return InternalError(reason, kind="storeUnavailable")

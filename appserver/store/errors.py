@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from appserver.store.base import StoreError
 
-__all__ = ["AlreadyStored", "StoreClosed", "StoreOpenError", "TurnNotStored"]
+__all__ = ["AlreadyStored", "StoreClosed", "StoreOpenError", "StoreUnavailable", "TurnNotStored"]
 
 
 class StoreOpenError(StoreError):
     """The store file could not be opened, created or migrated (the message names the path)."""
 
 
-class StoreClosed(StoreError):
+class StoreUnavailable(StoreError):
+    """A read or write the store could not carry out now: the disk is full, the database
+    is locked past the busy timeout, an I/O error, a lost connection (PROTOCOL.md §8.6).
+    Nothing of a failed write is stored (a transaction is all or nothing), so the same
+    write may simply be tried again; the message is the store's reason."""
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class StoreClosed(StoreUnavailable):
     """The store was used after ``aclose()``."""
 
 

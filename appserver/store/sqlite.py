@@ -13,6 +13,12 @@ items and errors are JSON text; settings sit in their own table so thread rows s
 small. At open any turn left ``inProgress`` (by a process that died) becomes
 ``interrupted``.
 
+Failures (PROTOCOL.md §8.6). A write waits up to ``BUSY_TIMEOUT_SECONDS`` for a lock held
+by another connection. SQLite's operational failures (locked past that, disk full, I/O
+errors, a file that went away) raise :class:`StoreUnavailable` with SQLite's reason; the
+transaction was rolled back, so nothing of it is stored and it may be tried again.
+Misuse (a constraint, a bad parameter) stays a plain ``StoreError``: a bug, not an outage.
+
 thread/list (``_sqlite_list``) is keyset-paginated on (sort key, id), descending or
 ascending, through the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key,
 id)`` for each key (created_at, updated_at, recency_at): a page is one index range walk
@@ -82,19 +88,51 @@ from appserver.store.cursor import (
     fold,
     item_id,
 )
-from appserver.store.errors import AlreadyStored, StoreClosed, StoreOpenError, TurnNotStored
+from appserver.store.errors import (
+    AlreadyStored,
+    StoreClosed,
+    StoreOpenError,
+    StoreUnavailable,
+    TurnNotStored,
+)
 
 __all__ = [
+    "BUSY_TIMEOUT_SECONDS",
     "INSERT_SETTINGS_SQL",
     "INSERT_THREAD_SQL",
     "SCHEMA_VERSION",
     "SqliteStore",
     "open_sqlite_store",
+    "store_error",
     "thread_params",
 ]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+
+#: How long a write waits for a lock another connection holds before it fails
+#: (``StoreUnavailable``: "database is locked").
+BUSY_TIMEOUT_SECONDS = 5.0
+
+# sqlite3 errors that mean the caller misused the database (a bug), not that it is down.
+_MISUSE = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    sqlite3.NotSupportedError,
+)
+
+
+def store_error(path: pathlib.Path, exc: sqlite3.Error) -> StoreError:
+    """The store error for an sqlite3 error on the store at ``path``: StoreUnavailable
+    (naming the path and SQLite's reason) unless the database was misused."""
+    message = f"store at {path}: {exc}"
+    return StoreError(message) if isinstance(exc, _MISUSE) else StoreUnavailable(message)
+
+
+def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
 
 
 class SqliteStore:
@@ -123,16 +161,21 @@ class SqliteStore:
         path: pathlib.Path,
         *,
         history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+        busy_timeout: float | None = None,
     ) -> SqliteStore:
         """Open (creating and migrating if needed) the store at ``path``; prefer
-        :func:`open_sqlite_store`, which also closes it."""
+        :func:`open_sqlite_store`, which also closes it. ``busy_timeout`` defaults to
+        ``BUSY_TIMEOUT_SECONDS``."""
         path = pathlib.Path(path)
+        wait = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
 
         def connect() -> SqliteStore:
             writer = connect_db(path, read_only=False)
             try:
+                _set_busy_timeout(writer, wait)
                 migrate(writer, path)
                 reader = connect_db(path, read_only=True)
+                _set_busy_timeout(reader, wait)
             except BaseException:
                 writer.close()
                 raise
@@ -171,7 +214,7 @@ class SqliteStore:
                         conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"store at {self.path}: {exc}") from exc
+            raise store_error(self.path, exc) from exc
         except UnicodeEncodeError as exc:
             raise StoreError(f"store at {self.path}: text is not valid Unicode") from exc
         return result
@@ -427,6 +470,7 @@ async def open_sqlite_store(
     path: pathlib.Path,
     *,
     history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+    busy_timeout: float | None = None,
 ) -> AsyncIterator[SqliteStore]:
     """Open the store at ``path`` (the full file path, e.g. DATA_DIR/appserver.sqlite3),
     creating and migrating it as needed, and close it on exit.
@@ -434,7 +478,9 @@ async def open_sqlite_store(
     Raises :class:`~appserver.store.errors.StoreOpenError` naming the path if the file
     cannot be opened (missing or unwritable directory, not a database, too new a schema).
     """
-    store = await SqliteStore.open(path, history_retention_seconds=history_retention_seconds)
+    store = await SqliteStore.open(
+        path, history_retention_seconds=history_retention_seconds, busy_timeout=busy_timeout
+    )
     try:
         yield store
     finally:

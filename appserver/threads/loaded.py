@@ -59,6 +59,17 @@ class ActiveTurn:
     parts: dict[str, list[str]] = attrs.Factory(dict)
     summary_parts: dict[str, dict[int, list[str]]] = attrs.Factory(dict)
     completed: set[str] = attrs.Factory(set)
+    # Items the agent completed whose write has not worked yet (threads/persist.py): the
+    # end of the turn stores and announces them as the agent left them.
+    unstored: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    # A store outage (persist.py): since when (trio time) writes fail, the last reason,
+    # and the reason the turn gave up with (it then ends failed).
+    store_failing_since: float | None = None
+    store_reason: str | None = None
+    store_failure: str | None = None
+    # Shields the end of the turn (storing it); cancelled only to abandon a store that
+    # keeps failing when the thread closes.
+    finish_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
 
     def live_item(self, item_id: str) -> dict[str, Any]:
         """An item as it stands now, streamed text included."""

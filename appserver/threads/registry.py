@@ -14,22 +14,22 @@ from typing import Any
 import attrs
 import trio
 
-from appserver import jsonrpc
-from appserver.agents import Backends, get_backend
-from appserver.agents.base import ApprovalKind
+from appserver.agents import Backends
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.threads import objects
-from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread, PendingApproval
+from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread
+from appserver.threads.persist import STORE_RETRY_SECONDS, StoreRetry
+from appserver.threads.requests import ServerRequests
+from appserver.threads.starting import StartedTurn, begin_turn
 from appserver.threads.subscriber import Subscriber
 from appserver.threads.turn import run_turn, stored_turn
 
 log = logging.getLogger("appserver.registry")
 
 CLOSE_TIMEOUT = 60.0
-DECISIONS = frozenset({"accept", "acceptForSession", "decline", "cancel"})
 
 
 @attrs.define(eq=False)
@@ -39,11 +39,14 @@ class Registry:
     nursery: trio.Nursery
     idle_unload_seconds: float = 1800.0
     backends: Backends = attrs.Factory(Backends)
+    # How turn writes retry a failing store (threads/persist.py, PROTOCOL.md §8.6).
+    store_retry: StoreRetry = attrs.Factory(StoreRetry)
+    close_timeout: float = CLOSE_TIMEOUT
     _loaded: dict[str, LoadedThread] = attrs.Factory(dict)
     _loading: dict[str, trio.Event] = attrs.Factory(dict)
     _archiving: set[str] = attrs.Factory(set)
     # Every pending server request, by id: claim() lets only a recipient answer, once.
-    _requests: jsonrpc.PendingTable[int] = attrs.Factory(jsonrpc.PendingTable)
+    _requests: ServerRequests = attrs.Factory(ServerRequests)
     _subscriptions: dict[int, set[str]] = attrs.Factory(dict)
     _stopping: bool = False
 
@@ -94,8 +97,7 @@ class Registry:
             if thread is not None:
                 thread.unsubscribe(sub.id)
                 self._update_idle(thread)
-        for pending in self._requests:
-            pending.recipients.discard(sub.id)
+        self._requests.forget_recipient(sub.id)
 
     # --- loading ------------------------------------------------------------------------
 
@@ -185,57 +187,23 @@ class Registry:
         settings: dict[str, Any],
         client_id: str | None = None,
     ) -> ActiveTurn:
-        if thread.closing:
-            raise errors.thread_closing(thread.id)
-        if thread.turn is not None:
-            raise errors.turn_already_active(thread.id, thread.turn.id)
-        record = thread.record
-        update = objects.apply_settings(record, settings)  # they apply to this turn too
-        agent = get_backend(record.model_provider, self.backends)
-        if agent is None:
-            raise errors.InvalidRequest(
-                f"no agent backend for model provider {record.model_provider!r}"
-            )
-        turn = ActiveTurn(
-            id=objects.uuid7(),
-            input=user_input,
-            cwd=record.cwd,
-            approval_policy=objects.effective(record, "approvalPolicy") or "on-request",
-            sandbox=objects.effective(record, "sandbox") or "workspace-write",
-            model=record.model,
-        )
-        thread.turn = turn  # reserved before any await: a second turn/start is refused
-        try:
-            ts = turn.started_at_ms // 1000
-            preview = objects.preview_of(user_input) if not record.preview else None
-            if update:
-                await thread.store.update_thread(thread.id, **update)
-            await thread.store.start_turn(
-                thread.id, turn.id, updated_at=ts, preview=preview, started_at_ms=turn.started_at_ms
-            )
-            user_item = {
-                "type": "userMessage",
-                "id": objects.uuid7(),
-                "clientId": client_id,
-                "content": user_input,
-                "startedAtMs": turn.started_at_ms,
-                "completedAtMs": turn.started_at_ms,
-            }
-            await thread.store.put_item(thread.id, turn.id, user_item)
-        except BaseException:
-            thread.turn = None
-            raise
-        record.updated_at = record.recency_at = ts
-        if preview:
-            record.preview = preview
-        self.nursery.start_soon(self._turn_task, thread, turn, agent, user_item)
-        return turn
+        """turn/start: store the turn (threads/starting.py), then run it."""
+        started = await begin_turn(thread, user_input, settings, client_id, self.backends)
+        self.nursery.start_soon(self._turn_task, thread, started)
+        return started.turn
 
-    async def _turn_task(
-        self, thread: LoadedThread, turn: ActiveTurn, agent: Any, user_item: dict[str, Any]
-    ) -> None:
+    async def _turn_task(self, thread: LoadedThread, started: StartedTurn) -> None:
         try:
-            await run_turn(thread, turn, agent, user_item, self._ask, self._settle_turn)
+            await run_turn(
+                thread,
+                started.turn,
+                started.agent,
+                started.user_item,
+                self._requests.ask,
+                self._requests.settle_turn,
+                self.store_retry,
+                input_failure=started.input_failure,
+            )
         finally:
             self._update_idle(thread)
 
@@ -244,70 +212,19 @@ class Registry:
         if turn is None or turn.id != turn_id:
             raise errors.turn_not_active(turn_id)
         turn.cancel_scope.cancel()
-        await turn.done.wait()
+        with trio.move_on_after(self.store_retry.seconds):
+            await turn.done.wait()
+            return
+        if turn.store_reason is None or turn.store_failing_since is None:
+            await turn.done.wait()  # slow to stop, not a store outage
+            return
+        # Stopped, but its end is not stored yet: turn/completed follows once it is.
+        raise errors.store_unavailable(turn.store_reason)
 
-    # --- approvals (§7) -----------------------------------------------------------------
-
-    async def _ask(
-        self, thread: LoadedThread, turn: ActiveTurn, kind: ApprovalKind, params: dict[str, Any]
-    ) -> str:
-        request_id = jsonrpc.next_server_request_id()
-        method = f"item/{kind}/requestApproval"
-        # startedAtMs: when this request started (one item may ask several times, §10).
-        full = {"threadId": thread.id, "turnId": turn.id, **params, "startedAtMs": objects.now_ms()}
-        if kind == "commandExecution":
-            full["kind"] = "command"
-        pending = PendingApproval(
-            thread=thread,
-            id=request_id,
-            method=method,
-            params=full,
-            text=jsonrpc.encode_request(request_id, method, full),
-            turn_id=turn.id,
-            item_id=params["itemId"],
-            recipients=set(thread.subscribers),
-        )
-        thread.pending[request_id] = pending
-        self._requests.add(pending)
-        for sub in list(thread.subscribers.values()):
-            sub.send_nowait(pending.text)  # server requests are never suppressed
-        thread.refresh_status()
-        await pending.done.wait()
-        return pending.decision or "decline"
+    # --- approvals (§7, threads/requests.py) --------------------------------------------
 
     def on_client_response(self, sub: Subscriber, message: Response | ErrorResponse) -> None:
-        """§7.2: only a recipient may answer; the first answer wins; others are ignored."""
-        assert message.id is not None  # the connection passes only answers with an id
-        pending = self._requests.claim(message.id, sub.id)
-        if not isinstance(pending, PendingApproval):
-            log.info(
-                "ignoring answer %r from connection %d: not pending for it", message.id, sub.id
-            )
-            return
-        if isinstance(message, ErrorResponse):
-            decision = "error"
-        else:
-            result = message.result
-            value = result.get("decision") if isinstance(result, dict) else None
-            decision = value if isinstance(value, str) and value in DECISIONS else "decline"
-        self._settle(pending.thread, pending, decision)
-
-    def _settle(self, thread: LoadedThread, pending: PendingApproval, decision: str | None) -> None:
-        thread.pending.pop(pending.id, None)
-        self._requests.discard(pending.id)
-        pending.decision = decision
-        thread.publish("serverRequest/resolved", {"threadId": thread.id, "requestId": pending.id})
-        thread.refresh_status()
-        pending.done.set()
-
-    def _settle_turn(self, thread: LoadedThread, turn: ActiveTurn) -> set[str]:
-        """§7.4: settle a turn's still-pending requests with no decision."""
-        items = set()
-        for pending in list(thread.pending.values()):
-            if pending.turn_id == turn.id:
-                self._settle(thread, pending, None)
-                items.add(pending.item_id)
-        return items
+        self._requests.on_client_response(sub, message)
 
     # --- closing (§8.3, §8.4) -----------------------------------------------------------
 
@@ -354,13 +271,21 @@ class Registry:
         return True
 
     async def _finish_close(self, thread: LoadedThread, archive: bool) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-            turn = thread.turn
-            if turn is not None:
+        turn = thread.turn
+        if turn is not None:
+            with trio.CancelScope(shield=True):
                 turn.cancel_scope.cancel()
-                await turn.done.wait()
+                # A store that fails past the retry policy gives up by itself (persist.py);
+                # past close_timeout, storing the end of the turn is abandoned.
+                for _ in range(2):
+                    with trio.move_on_after(self.close_timeout):
+                        await turn.done.wait()
+                    if turn.done.is_set():
+                        break
+                    log.warning("thread %s: turn %s is slow to stop", thread.id, turn.id)
+                    turn.finish_scope.cancel()
         for pending in list(thread.pending.values()):
-            self._settle(thread, pending, None)
+            self._requests.settle(thread, pending, None)
         if self._loaded.get(thread.id) is thread:
             del self._loaded[thread.id]
         for sub_id in list(thread.subscribers):
@@ -398,6 +323,12 @@ class Registry:
             for thread in list(self._loaded.values()):
                 nursery.start_soon(self.close, thread)
 
+    def abandon_turns(self) -> None:
+        """At exit: stop every turn still trying to store its end (it stays untold)."""
+        for thread in self._loaded.values():
+            if thread.turn is not None:
+                thread.turn.finish_scope.cancel()
+
     def statistics(self) -> dict[str, int]:
         return {
             "loaded": len(self._loaded),
@@ -416,10 +347,19 @@ async def open_registry(
     *,
     idle_unload_seconds: float,
     backends: Backends | None = None,
+    store_retry_seconds: float = STORE_RETRY_SECONDS,
 ) -> AsyncIterator[Registry]:
     async with trio.open_nursery() as nursery:
-        registry = Registry(store, broadcast, nursery, idle_unload_seconds, backends or Backends())
+        registry = Registry(
+            store,
+            broadcast,
+            nursery,
+            idle_unload_seconds,
+            backends or Backends(),
+            StoreRetry(seconds=store_retry_seconds),
+        )
         try:
             yield registry
         finally:
+            registry.abandon_turns()
             nursery.cancel_scope.cancel()

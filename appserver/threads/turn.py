@@ -20,8 +20,10 @@ from appserver.agents.base import (
     TurnFailed,
 )
 from appserver.store.base import TurnRecord
+from appserver.store.errors import StoreUnavailable
 from appserver.threads import objects
 from appserver.threads.loaded import ActiveTurn, LoadedThread
+from appserver.threads.persist import StoreRetry
 
 log = logging.getLogger("appserver.turn")
 
@@ -29,16 +31,21 @@ AskApproval = Callable[[LoadedThread, ActiveTurn, ApprovalKind, dict[str, Any]],
 # Settles a turn's pending requests with no decision; returns the ids of their items.
 SettleTurnRequests = Callable[[LoadedThread, ActiveTurn], set[str]]
 
-FINISH_TIMEOUT = 30.0
-
 
 class TurnRunner:
     """The TurnContext of one turn (see appserver.agents.base)."""
 
-    def __init__(self, thread: LoadedThread, turn: ActiveTurn, ask: AskApproval) -> None:
+    def __init__(
+        self,
+        thread: LoadedThread,
+        turn: ActiveTurn,
+        ask: AskApproval,
+        retry: StoreRetry | None = None,
+    ) -> None:
         self._thread = thread
         self._turn = turn
         self._ask = ask
+        self._retry = retry or StoreRetry()
 
     @property
     def thread_id(self) -> str:
@@ -93,7 +100,14 @@ class TurnRunner:
         self._check_open(item_id)
         at_ms = objects.now_ms()
         item = objects.completed_item(item, self._turn.items[item_id].get("startedAtMs"), at_ms)
-        await self._thread.store.put_item(self._thread.id, self._turn.id, item)
+        thread, turn = self._thread, self._turn
+        # Stored before it is announced (§8.6); if the store gives up, the end of the turn
+        # stores and announces the item as completed here.
+        turn.unstored[item_id] = item
+        await self._retry.write(
+            thread, turn, lambda: thread.store.put_item(thread.id, turn.id, item)
+        )
+        del turn.unstored[item_id]
         self._turn.items[item_id] = item
         self._turn.completed.add(item_id)
         self._turn.parts.pop(item_id, None)
@@ -181,6 +195,8 @@ def _outcome(exc: BaseException) -> tuple[str, str | None]:
         return "failed", exc.message
     if isinstance(exc, TurnCancelled):
         return "interrupted", None
+    if isinstance(exc, StoreUnavailable):  # a store read failed, or the turn gave up (§8.6)
+        return "failed", exc.reason
     log.error("agent error", exc_info=exc)
     return "failed", f"internal error in the agent: {type(exc).__name__}"
 
@@ -192,10 +208,16 @@ async def run_turn(
     user_item: dict[str, Any],
     ask: AskApproval,
     settle: SettleTurnRequests,
+    retry: StoreRetry | None = None,
+    *,
+    input_failure: str | None = None,
 ) -> None:
-    """The whole life of one turn, from `turn/started` to `turn/completed` (§6 order)."""
+    """The whole life of one turn, from `turn/started` to `turn/completed` (§6 order).
+    `input_failure`: why turn/start could not store the input; it is stored (with the
+    retries of every turn write) before it is announced and the agent runs."""
     status, message = "completed", None
-    runner = TurnRunner(thread, turn, ask)
+    retry = retry or StoreRetry()
+    runner = TurnRunner(thread, turn, ask, retry)
     with turn.cancel_scope:
         thread.refresh_status()
         params = {"threadId": thread.id}
@@ -203,17 +225,16 @@ async def run_turn(
             turn.id, "inProgress", items_view="notLoaded", started_at_ms=turn.started_at_ms
         )
         thread.publish("turn/started", {**params, "turn": started})
-        turn.items[user_item["id"]] = user_item
-        turn.completed.add(user_item["id"])
-        item_params = {**params, "turnId": turn.id}
-        at_ms = user_item["startedAtMs"]
-        thread.publish(
-            "item/started",
-            {**item_params, "item": {**user_item, "completedAtMs": None}, "startedAtMs": at_ms},
-        )
-        thread.publish("item/completed", completed_params(item_params, user_item, at_ms))
-        await thread.after_publish()
         try:
+            if input_failure is not None:
+                user_id = user_item["id"]
+                turn.unstored[user_id] = user_item
+                retry.failed(thread, turn, input_failure)
+                put = thread.store.put_item
+                await retry.write(thread, turn, lambda: put(thread.id, turn.id, user_item))
+                del turn.unstored[user_id]
+            _announce_user_item(thread, turn, user_item)
+            await thread.after_publish()
             await agent.run_turn(runner, turn.input)
         except (trio.Cancelled, KeyboardInterrupt, SystemExit):
             raise
@@ -223,8 +244,10 @@ async def run_turn(
             status, message = _outcome(exc)
     if turn.cancel_scope.cancelled_caught:
         status, message = "interrupted", None
-    with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT):
-        await finish_turn(thread, turn, status, message, settle)
+    # Shielded from interrupts and shutdown; only a close that gives up on a failing
+    # store cancels it (the turn then stays untold and stored inProgress).
+    with turn.finish_scope:
+        await finish_turn(thread, turn, status, message, settle, retry)
 
 
 async def finish_turn(
@@ -233,33 +256,54 @@ async def finish_turn(
     status: str,
     message: str | None,
     settle: SettleTurnRequests,
+    retry: StoreRetry | None = None,
 ) -> None:
     """End a turn: settle its pending requests, complete every started item, store the
-    final state, then announce it (§6, §7.4, §8.6)."""
+    final state, then announce it (§6, §7.4, §8.6). Each write is retried until it is
+    stored; a store that fails for longer than the retry policy allows makes the turn
+    end failed with the store's reason."""
+    retry = retry or StoreRetry()
+
+    async def store(write: Callable[[], Awaitable[None]]) -> None:
+        await retry.write(thread, turn, write, until_stored=True)
+
+    async def store_item(item: dict[str, Any]) -> None:
+        await store(lambda: thread.store.put_item(thread.id, turn.id, item))
+
     try:
         waiting = settle(thread, turn)  # serverRequest/resolved for each, before item/completed
+        for item_id, item in list(turn.unstored.items()):
+            if item_id not in turn.items:  # the turn's input, never announced yet
+                await store_item(item)
+                del turn.unstored[item_id]
+                _announce_user_item(thread, turn, item)
         for item_id in list(turn.items):
             if item_id in turn.completed:
                 continue
-            item = turn.live_item(item_id)
-            if item.get("status") == "inProgress":
-                # A command or write that was waiting for approval ends declined (§7.4);
-                # one that was cut off while running ends failed.
-                item["status"] = "declined" if item_id in waiting else "failed"
-            at_ms = objects.now_ms()
-            item = objects.completed_item(item, item.get("startedAtMs"), at_ms)
-            await _store_quietly(thread.store.put_item(thread.id, turn.id, item))
+            item = turn.unstored.get(item_id) or _cut_off(turn, item_id, waiting)
+            at_ms = item["completedAtMs"]
+            await store_item(item)
+            turn.unstored.pop(item_id, None)
             turn.items[item_id] = item
             turn.completed.add(item_id)
             thread.publish(
                 "item/completed",
                 completed_params({"threadId": thread.id, "turnId": turn.id}, item, at_ms),
             )
-        error = objects.turn_error(message or "") if status == "failed" else None
+        if turn.store_failure is not None:
+            status, message = "failed", turn.store_failure
         completed_ms = objects.now_ms()
         ts = completed_ms // 1000
-        await _store_quietly(
-            thread.store.finish_turn(
+        error: dict[str, Any] | None = None
+
+        async def finish() -> None:
+            # The final state as it stands when this try is made: a store that fails
+            # past the retry policy turns it failed (§8.6).
+            nonlocal status, message, error
+            if turn.store_failure is not None:
+                status, message = "failed", turn.store_failure
+            error = objects.turn_error(message or "") if status == "failed" else None
+            await thread.store.finish_turn(
                 thread.id,
                 turn.id,
                 status=status,  # type: ignore[arg-type]
@@ -267,7 +311,8 @@ async def finish_turn(
                 updated_at=ts,
                 completed_at_ms=completed_ms,
             )
-        )
+
+        await store(finish)
         if error is not None:
             thread.publish(
                 "error",
@@ -294,8 +339,24 @@ async def finish_turn(
         turn.done.set()
 
 
-async def _store_quietly(write: Awaitable[None]) -> None:
-    try:
-        await write
-    except Exception:
-        log.exception("could not store the end of a turn")
+def _announce_user_item(thread: LoadedThread, turn: ActiveTurn, user_item: dict[str, Any]) -> None:
+    """The (stored) input of the turn: its item/started and item/completed."""
+    turn.items[user_item["id"]] = user_item
+    turn.completed.add(user_item["id"])
+    params = {"threadId": thread.id, "turnId": turn.id}
+    at_ms = user_item["startedAtMs"]
+    thread.publish(
+        "item/started",
+        {**params, "item": {**user_item, "completedAtMs": None}, "startedAtMs": at_ms},
+    )
+    thread.publish("item/completed", completed_params(params, user_item, at_ms))
+
+
+def _cut_off(turn: ActiveTurn, item_id: str, waiting: set[str]) -> dict[str, Any]:
+    """A started item the agent did not complete, as the end of the turn completes it."""
+    item = turn.live_item(item_id)
+    if item.get("status") == "inProgress":
+        # A command or write that was waiting for approval ends declined (§7.4);
+        # one that was cut off while running ends failed.
+        item["status"] = "declined" if item_id in waiting else "failed"
+    return objects.completed_item(item, item.get("startedAtMs"), objects.now_ms())

@@ -18,8 +18,32 @@ import trio
 
 from appserver._version import __version__
 from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.cli_help import (
+    AGENT_HELP,
+    AUTH_HELP,
+    BASE_URL_HELP,
+    DATA_HELP,
+    DIGEST_HELP,
+    IDLE_HELP,
+    INFLIGHT_HELP,
+    KEY_HELP,
+    LEVEL_HELP,
+    MODE_HELP,
+    MODEL_HELP,
+    MODEL_TIMEOUT_HELP,
+    ORIGIN_HELP,
+    QUEUE_HELP,
+    SECRET_HELP,
+    SHUTDOWN_HELP,
+    SIZE_HELP,
+    SKEW_HELP,
+    STORE_RETRY_HELP,
+    TOKEN_FILE_HELP,
+)
+from appserver.datadir import DataDirError, DataDirInUse, create_data_dir
 from appserver.server import ServerConfig, default_data_dir, open_server
 from appserver.store.base import StoreError
+from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.unix import default_socket_path
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
 from appserver.transports.ws_auth import MODES, WsAuthError
@@ -89,7 +113,7 @@ environment:
   OPENAI_API_KEY     API key of the openai agent when --api-key-file is not given
 
 The Codex command line (codex [-c K=V]... app-server ...) is `appserver-codex`.
-Bad flags or an unusable data dir, port or socket: one line on stderr, exit 2."""
+Bad flags, a data dir in use or unusable, a port or socket: one line on stderr, exit 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-inflight", type=_positive_int, default=128, metavar="N", help=INFLIGHT_HELP)
     add("--idle-unload-seconds", type=_seconds, default=1800.0, metavar="S", help=IDLE_HELP)
     add("--shutdown-timeout", type=_seconds, default=30.0, metavar="S", help=SHUTDOWN_HELP)
+    add(
+        "--store-retry-seconds",
+        type=_seconds,
+        default=STORE_RETRY_SECONDS,
+        metavar="S",
+        help=STORE_RETRY_HELP,
+    )
     add("--log-level", choices=LOG_LEVELS, default="info", metavar="LEVEL", help=LEVEL_HELP)
     add("--log-json", action="store_true", help="one JSON object per log line (default off)")
     auth = p.add_argument_group("websocket authentication", AUTH_HELP).add_argument
@@ -132,40 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     model("--api-key-file", type=Path, metavar="PATH", help=KEY_HELP)
     model("--model-timeout", type=_seconds, default=60.0, metavar="S", help=MODEL_TIMEOUT_HELP)
     return p
-
-
-DATA_HELP = (
-    "where the SQLite store lives (default $APPSERVER_HOME, else $XDG_DATA_HOME/appserver, "
-    "else ~/.local/share/appserver)"
-)
-DIGEST_HELP = "capability token given as its hex SHA-256 digest (default none)"
-ORIGIN_HELP = "browser origin allowed to open a websocket, repeatable (default none)"
-SIZE_HELP = "largest accepted line or frame (default 8388608)"
-QUEUE_HELP = "per-websocket outbound queue in messages; full = slow consumer (default 1024)"
-INFLIGHT_HELP = "concurrent requests per connection before -32001 (default 128)"
-IDLE_HELP = "unload a thread nobody uses after S seconds, 0 = never (default 1800)"
-SHUTDOWN_HELP = "how long running turns may finish after SIGINT/SIGTERM (default 30)"
-LEVEL_HELP = "debug, info, warning or error; logs go to stderr (default info)"
-AUTH_HELP = """\
-Checked at the HTTP upgrade of ws:// connections, before any JSON-RPC; a refusal
-is HTTP 401. A non-loopback ws:// HOST needs one of these (else exit 2). unix://
-sockets are guarded by their mode (0600) instead."""
-MODE_HELP = (
-    "capability-token or signed-bearer-token (default none; capability-token when "
-    "--ws-token-file or --ws-token-sha256 is given)"
-)
-TOKEN_FILE_HELP = (
-    "capability token file; clients send Authorization: Bearer <its trimmed text> (default none)"
-)
-SECRET_HELP = "signed-bearer-token: HS256 JWT secret, >= 32 bytes (default none)"
-SKEW_HELP = "signed: leeway on exp and nbf (default 30)"
-AGENT_HELP = "model provider of new threads (default builtin)"
-MODEL_HELP = f"model of new openai threads (default {DEFAULT_MODEL})"
-BASE_URL_HELP = (
-    f"OpenAI-compatible endpoint, POST URL/chat/completions (default {DEFAULT_BASE_URL})"
-)
-KEY_HELP = "API key of the openai agent (default $OPENAI_API_KEY)"
-MODEL_TIMEOUT_HELP = "connect timeout and longest pause in a streamed answer (default 60)"
 
 
 @attrs.frozen
@@ -248,6 +245,7 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         max_inflight=args.max_inflight,
         idle_unload_seconds=args.idle_unload_seconds,
         shutdown_timeout=args.shutdown_timeout,
+        store_retry_seconds=args.store_retry_seconds,
         log_level=args.log_level,
         log_json=args.log_json,
         agent=args.agent,
@@ -295,14 +293,8 @@ def setup_logging(level: str, as_json: bool) -> None:
 
 
 def prepare_data_dir(config: ServerConfig) -> None:
-    if config.data_dir is None:
-        return
-    try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"unusable data dir {config.data_dir}: {exc.strerror}") from None
-    if not config.data_dir.is_dir():
-        raise UsageError(f"unusable data dir {config.data_dir}: not a directory")
+    if config.data_dir is not None:
+        create_data_dir(config.data_dir)  # 0700 (datadir.py); DataDirError: exit 2
 
 
 def _find_exception(exc: BaseException, kind: type[OSError]) -> OSError | None:
@@ -379,23 +371,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.listen == "stdio://":
             sys.stdout = sys.stderr  # stdout belongs to the protocol; stray prints go to stderr
         trio.run(run, config)
-    except UsageError as exc:
-        print(f"appserver: error: {exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"appserver: error: unusable data dir: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, StoreError, DataDirError) as exc:
+        return _exit_2(exc)
     except BaseExceptionGroup as group:
-        usage, rest = group.split((UsageError, StoreError))
+        usage, rest = group.split((UsageError, StoreError, DataDirError))
         if usage is not None:
             first: BaseException = usage
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
-            prefix = "unusable data dir: " if isinstance(first, StoreError) else ""
-            print(f"appserver: error: {prefix}{first}", file=sys.stderr)
-            return 2
+            return _exit_2(first)
         if rest is not None:
             raise rest from None
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _exit_2(exc: BaseException) -> int:
+    """One line on stderr; `data dir DIR is in use by pid N` exactly as PROTOCOL.md §8.6."""
+    if isinstance(exc, DataDirInUse):
+        line = str(exc)
+    else:
+        prefix = "unusable data dir: " if isinstance(exc, StoreError) else ""
+        line = f"appserver: error: {prefix}{exc}"
+    print(line, file=sys.stderr)
+    return 2

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -19,10 +19,20 @@ from appserver import jsonrpc
 from appserver.agents import Backends, OpenAISettings
 from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.connection import CLOSE_GOING_AWAY, Connection
+from appserver.datadir import (
+    DataDirLock,
+    create_data_dir,
+    create_private_file,
+    default_data_dir,
+    lock_data_dir,
+    warn_if_shared,
+)
 from appserver.handlers import Handlers, Services
 from appserver.store.base import ThreadStore
+from appserver.store.errors import StoreOpenError
 from appserver.store.memory import MemoryStore
-from appserver.store.sqlite import open_sqlite_store
+from appserver.store.sqlite import SqliteStore, open_sqlite_store
+from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.threads.registry import Registry, open_registry
 from appserver.transports import unix, websocket
 from appserver.transports.base import Transport
@@ -38,14 +48,9 @@ log = logging.getLogger("appserver.server")
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 STORE_FILE = "appserver.sqlite3"
 CONNECTION_FLUSH_SECONDS = 2.0
+T = TypeVar("T")
 
-
-def default_data_dir() -> Path:
-    if home := os.environ.get("APPSERVER_HOME"):
-        return Path(home)
-    if xdg := os.environ.get("XDG_DATA_HOME"):
-        return Path(xdg) / "appserver"
-    return Path.home() / ".local" / "share" / "appserver"
+__all__ = ["Server", "ServerConfig", "default_data_dir", "open_server"]
 
 
 @attrs.define(kw_only=True)
@@ -69,6 +74,7 @@ class ServerConfig:
     max_inflight: int = 128
     idle_unload_seconds: float = 1800.0
     shutdown_timeout: float = 30.0
+    store_retry_seconds: float = STORE_RETRY_SECONDS  # §8.6: a failing store, then failed
     log_level: str = "info"
     log_json: bool = False
     # websocket liveness (§2.2): ping an idle peer this often; no pong in time = gone
@@ -136,6 +142,8 @@ class Server:
     _shutdown_started: bool = False
     _shutdown_done: trio.Event = attrs.Factory(trio.Event)
     _fast: trio.Event = attrs.Factory(trio.Event)
+    # The data dir's lock (None in memory); listeners record their URLs in it (datadir.py).
+    data_dir_lock: DataDirLock | None = None
 
     # --- connections --------------------------------------------------------------------
 
@@ -184,6 +192,8 @@ class Server:
                 f"refusing to listen on non-loopback host {host} "
                 "without --ws-token-file or --ws-auth"
             )
+        url_host = f"[{host}]" if ":" in host else host
+        recorder = _RecordUrl(self.data_dir_lock, task_status, lambda p: f"ws://{url_host}:{p}")
         with trio.CancelScope() as scope:
             self._listener_scopes.add(scope)
             try:
@@ -197,10 +207,11 @@ class Server:
                     max_message_bytes=self.config.max_message_bytes,
                     ping_interval=self.config.ws_ping_interval,
                     ping_timeout=self.config.ws_ping_timeout,
-                    task_status=task_status,
+                    task_status=recorder,
                 )
             finally:
                 self._listener_scopes.discard(scope)
+                recorder.forget()
 
     async def serve_unix(
         self,
@@ -212,6 +223,7 @@ class Server:
         serving ends) until cancelled or shut down; for `nursery.start`, which returns
         the socket's absolute path. No bearer check: the file mode is the guard, as in
         the reference."""
+        recorder = _RecordUrl(self.data_dir_lock, task_status, lambda p: f"unix://{p}")
         with trio.CancelScope() as scope:
             self._listener_scopes.add(scope)
             try:
@@ -223,10 +235,11 @@ class Server:
                     max_message_bytes=self.config.max_message_bytes,
                     ping_interval=self.config.ws_ping_interval,
                     ping_timeout=self.config.ws_ping_timeout,
-                    task_status=task_status,
+                    task_status=recorder,
                 )
             finally:
                 self._listener_scopes.discard(scope)
+                recorder.forget()
 
     async def serve_stdio(
         self,
@@ -303,18 +316,53 @@ class Server:
         }
 
 
+class _RecordUrl(trio.TaskStatus[T]):
+    """A listener's task_status: once it reports what it is bound to, its URL is
+    recorded in the data dir's lock file (for `appserver-client`), and forgotten when
+    the listener stops."""
+
+    def __init__(
+        self, lock: DataDirLock | None, inner: trio.TaskStatus[T], url: Callable[[T], str]
+    ) -> None:
+        self._lock, self._inner, self._url = lock, inner, url
+        self._recorded: str | None = None
+
+    @overload
+    def started(self: _RecordUrl[None]) -> None: ...
+
+    @overload
+    def started(self, value: T) -> None: ...
+
+    def started(self, value: T | None = None) -> None:
+        bound = cast(T, value)
+        if self._lock is not None:
+            self._recorded = self._url(bound)
+            self._lock.add_url(self._recorded)
+        self._inner.started(bound)
+
+    def forget(self) -> None:
+        if self._lock is not None and self._recorded is not None:
+            self._lock.remove_url(self._recorded)
+            self._recorded = None
+
+
 @asynccontextmanager
 async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Server]:
-    """Run a server for the duration of the block; leaving it shuts down (§8.8)."""
+    """Run a server for the duration of the block; leaving it shuts down (§8.8).
+
+    With a data dir, the server holds its lock (datadir.py) from before the store opens
+    until after it closes; a data dir in use by another process raises
+    `appserver.datadir.DataDirInUse` ("data dir DIR is in use by pid N")."""
     config = config or ServerConfig()
     ws_auth = config.load_ws_auth()
     backends = config.backends()
-    async with _open_store(config) as store, trio.open_nursery() as conn_nursery:
-        server = Server(config, store, conn_nursery, ws_auth)
+    async with _open_store(config) as (store, lock), trio.open_nursery() as conn_nursery:
+        server = Server(config, store, conn_nursery, ws_auth, data_dir_lock=lock)
         async with open_registry(
             store,
             server.broadcast,
             idle_unload_seconds=config.idle_unload_seconds,
+            store_retry_seconds=config.store_retry_seconds,
             backends=backends,
         ) as registry:
             server.registry = registry
@@ -337,14 +385,41 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
 
 
 @asynccontextmanager
-async def _open_store(config: ServerConfig) -> AsyncIterator[ThreadStore]:
+async def _open_store(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[ThreadStore, DataDirLock | None]]:
+    """The store, and the data dir's lock held around it (PROTOCOL.md §8.6): the
+    directory is created 0700, locked, and the database pre-created 0600 before SQLite
+    opens it."""
     if config.data_dir is None:
         memory = MemoryStore()
         try:
-            yield memory
+            yield memory, None
         finally:
             await memory.aclose()
         return
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    async with open_sqlite_store(config.data_dir / STORE_FILE) as sqlite:
-        yield sqlite
+    data_dir = config.data_dir
+    create_data_dir(data_dir)
+    lock = await trio.to_thread.run_sync(lock_data_dir, data_dir)
+    try:
+        warn_if_shared(data_dir)
+        path = data_dir / STORE_FILE
+        try:
+            create_private_file(path)
+        except OSError as exc:
+            raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
+        async with open_sqlite_store(path) as sqlite:
+            _log_recovered(sqlite)
+            yield sqlite, lock
+    finally:
+        lock.release()
+
+
+def _log_recovered(store: SqliteStore) -> None:
+    count = store.interrupted_at_open
+    if count:
+        log.info(
+            "crash recovery: %d turn%s left running by a previous server marked interrupted",
+            count,
+            "" if count == 1 else "s",
+        )

@@ -236,3 +236,23 @@ def test_data_dir_with_a_corrupt_store_exits_2(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "unusable data dir" in lines[0]
     assert "appserver.sqlite3" in lines[0]
+
+
+async def test_overloaded_carries_retry_after_ms() -> None:
+    """PROTOCOL.md §1.1, §2.4: -32001 tells an SDK when to retry (data.retryAfterMs)."""
+    from appserver.protocol.errors import RETRY_AFTER_MS
+
+    with trio.fail_after(TIMEOUT):
+        async with spawn_stdio(["--in-memory", "--max-inflight", "1"]) as client:
+            await client.initialize("busy")
+            lines = [
+                json.dumps({"jsonrpc": "2.0", "id": 100 + i, "method": "thread/list"})
+                for i in range(2)
+            ]
+            await client.send_raw("\n".join(lines))  # one write: both arrive together
+            answers = {a["id"]: a for a in [await client.next_notification() for _ in range(2)]}
+    assert "result" in answers[100]
+    error = answers[101]["error"]
+    assert error["code"] == -32001
+    assert error["data"] == {"kind": "overloaded", "retryAfterMs": RETRY_AFTER_MS}
+    assert 100 <= RETRY_AFTER_MS <= 1000

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import attrs
@@ -14,7 +16,7 @@ import trio
 
 from appserver.client import connect_websocket
 
-from support import run_ws_server
+from support import ServerProcess, run_ws_server
 
 TIMEOUT = 30
 CLIENT_ARGV = [sys.executable, "-m", "appserver.client_cli"]
@@ -27,8 +29,8 @@ class Done:
     stderr: str
 
 
-async def cli(*args: str, stdin: bytes = b"") -> Done:
-    env = {**os.environ, "NO_COLOR": "1"}
+async def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Done:
+    env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     with trio.fail_after(TIMEOUT):
         proc = await trio.run_process(
             [*CLIENT_ARGV, *args],
@@ -191,3 +193,100 @@ async def test_exit_codes() -> None:
         assert usage.returncode == 2, bad
         assert usage.stderr.startswith("appserver-client: error: "), usage.stderr
         assert usage.stdout == ""
+
+
+def continue_hint(done: Done) -> list[str]:
+    """The `continue with:` command of a `send`, as a shell would split it, MESSAGE
+    replaced by a real message, run with this interpreter."""
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("continue with: ")]
+    words = shlex.split(line.removeprefix("continue with: "))
+    assert words[0] == "appserver-client" and words[-1] == "MESSAGE", words
+    return [*words[1:-1], "next", "message"]
+
+
+async def loaded_threads(server: ServerProcess) -> list[str]:
+    async with connect_websocket(server.url) as client:
+        await client.initialize("observer")
+        result = await client.request("thread/loaded/list")
+    return list(result["data"])
+
+
+async def test_without_url_the_client_uses_the_server_running_on_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    """No --url, no --data-dir: the default data dir ($APPSERVER_HOME here) has a running
+    server, so the client talks to it instead of starting a second server on it."""
+    home = {"APPSERVER_HOME": str(tmp_path / "home")}
+    async with run_ws_server(env=home) as server:
+        sent = await cli("send", "--yes", "/run echo hi", env=home)
+        assert sent.returncode == 0, sent.stderr
+        assert "hi" in sent.stdout.splitlines()
+        thread_id = thread_id_in(sent)
+        # The thread lives in that server: loaded there, visible to its other clients.
+        assert thread_id in await loaded_threads(server)
+        async with connect_websocket(server.url) as client:
+            await client.initialize("other")
+            read = await client.request(
+                "thread/read", {"threadId": thread_id, "includeTurns": True}
+            )
+        assert [turn["status"] for turn in read["thread"]["turns"]] == ["completed"]
+        listed = await cli("threads", env=home)
+        assert listed.returncode == 0, listed.stderr
+        (row,) = listed.stdout.splitlines()[1:]
+        assert row.startswith(thread_id) and "idle" in row  # loaded: that server's view
+        # --data-dir naming the same directory finds it too.
+        read_cli = await cli("read", "--data-dir", home["APPSERVER_HOME"], thread_id)
+        assert read_cli.returncode == 0 and "$ echo hi" in read_cli.stdout
+
+
+async def test_the_continue_hint_works_when_copy_pasted(tmp_path: Path) -> None:
+    # The default data dir is elsewhere and empty: a hint that leaves out how this
+    # `send` connected would start a server that does not know the thread.
+    elsewhere = {"APPSERVER_HOME": str(tmp_path / "elsewhere")}
+    data = tmp_path / "data"
+
+    # Over --url: the hint carries the --url.
+    async with run_ws_server("--data-dir", str(data)) as server:
+        first = await cli("send", "--url", server.url, "first", env=elsewhere)
+        assert first.returncode == 0, first.stderr
+        thread_id = thread_id_in(first)
+        again = await cli(*continue_hint(first), env=elsewhere)
+        assert again.returncode == 0, again.stderr
+        assert "You said: next message" in again.stdout
+        assert thread_id_in(again) == thread_id
+    # A private stdio server on --data-dir (none running now): the hint carries the
+    # data dir, absolute, so it works from any directory.
+    own = await cli("send", "--data-dir", str(data), "third", env=elsewhere)
+    assert own.returncode == 0, own.stderr
+    hint = continue_hint(own)
+    assert hint[hint.index("--data-dir") + 1] == str(data)
+    again = await cli(*hint, env=elsewhere)
+    assert again.returncode == 0, again.stderr
+    read = await cli("read", "--data-dir", str(data), "--json", thread_id_in(own))
+    texts = [
+        t["items"][0]["content"][0]["text"] for t in json.loads(read.stdout)["thread"]["turns"]
+    ]
+    assert texts == ["third", "next message"]
+    # In memory there is nothing to continue: no hint.
+    gone = await cli("send", "--in-memory", "hello")
+    assert gone.returncode == 0 and "continue with" not in gone.stderr
+
+
+async def test_a_stale_record_is_skipped_and_a_unix_listener_is_reached(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with run_ws_server("--data-dir", str(data)) as server:
+        server.process.kill()  # leaves its URL recorded in the lock file
+        await server.process.wait()
+    stale = await cli("threads", "--data-dir", str(data))
+    assert stale.returncode == 0, stale.stderr  # refused: fell back to a private server
+    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as short:
+        sock_path = Path(short) / "s.sock"
+        async with run_ws_server(
+            "--data-dir", str(data), "--listen", f"unix://{sock_path}"
+        ) as unix_server:
+            assert unix_server.url == f"unix://{sock_path}"
+            sent = await cli("send", "--data-dir", str(data), "over unix")
+            assert sent.returncode == 0, sent.stderr
+            listed = await cli("threads", "--url", unix_server.url)
+            (row,) = listed.stdout.splitlines()[1:]
+            assert row.startswith(thread_id_in(sent)) and "idle" in row

@@ -6,8 +6,11 @@
     appserver-client threads --search bug           # table of threads
     appserver-client read ID                        # a thread with its turns and items
 
-Connection: `--url ws://HOST:PORT` (with `--token-file PATH`) or, by default, a private
-`appserver` started on stdio (`--data-dir DIR` / `--in-memory` are passed to it).
+Connection: `--url ws://HOST:PORT` (with `--token-file PATH`) or `--url unix://PATH`;
+by default the `appserver` already running on the data dir (`--data-dir DIR`, else the
+server's default), found through the URL it records in `DIR/appserver.lock`; when none
+runs, a private `appserver` started on stdio (`--data-dir DIR` / `--in-memory` are passed
+to it). After `send`, "continue with:" prints the command that continues the thread.
 
 Approvals (`send`): with `--yes` every request is accepted. Otherwise, when stdin is a
 terminal, each is asked as `[y/N/a]` (y = accept, a = accept for the session, anything

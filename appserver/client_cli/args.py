@@ -29,11 +29,21 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     conn = common.add_argument_group("connection")
-    conn.add_argument("--url", metavar="URL", help="ws://HOST:PORT of a running appserver")
-    conn.add_argument("--token-file", type=Path, metavar="PATH", help="bearer token for --url")
+    conn.add_argument(
+        "--url",
+        metavar="URL",
+        help="ws://HOST:PORT or unix://PATH of a running appserver (default: the one "
+        "running on the data dir, else a private one started on stdio)",
+    )
+    conn.add_argument(
+        "--token-file", type=Path, metavar="PATH", help="bearer token for the server's ws:// URL"
+    )
     store = conn.add_mutually_exclusive_group()
     store.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="data dir of the spawned stdio server"
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="data dir whose running server to use, or of the spawned stdio server",
     )
     store.add_argument(
         "--in-memory", action="store_true", help="the spawned stdio server keeps nothing"
@@ -80,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     if args.url is not None:
-        if not args.url.startswith(("ws://", "wss://")):
-            raise CliError(f"--url: expected ws://HOST:PORT, got {args.url!r}")
+        if not args.url.startswith(("ws://", "wss://", "unix://")):
+            raise CliError(f"--url: expected ws://HOST:PORT or unix://PATH, got {args.url!r}")
         if args.data_dir is not None or args.in_memory:
-            raise CliError("--data-dir and --in-memory configure a spawned server; not with --url")
-    elif args.token_file is not None:
-        raise CliError("--token-file needs --url")
+            raise CliError("--data-dir and --in-memory choose a server; not with --url")
+    elif args.token_file is not None and args.in_memory:
+        raise CliError("--token-file is for a running server; not with --in-memory")
     if args.command == "send":
         if args.message == ["-"] and args.approve_from_stdin:
             raise CliError("the message cannot come from stdin with --approve-from-stdin")

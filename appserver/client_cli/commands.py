@@ -13,8 +13,8 @@ import trio
 
 from appserver.client import Client, RpcError
 from appserver.client_cli.approvals import Approver
-from appserver.client_cli.common import EXIT_OK, EXIT_TURN_FAILED, PROG, Message
-from appserver.client_cli.connect import connect
+from appserver.client_cli.common import EXIT_OK, EXIT_TURN_FAILED, Message
+from appserver.client_cli.connect import connect, continue_command
 from appserver.client_cli.events import Events, thread_of
 from appserver.client_cli.render import (
     Output,
@@ -85,10 +85,9 @@ async def cmd_send(args: argparse.Namespace) -> int:
             spinner.running = False
             spinner.clear()
             nursery.cancel_scope.cancel()
-    if not args.json:
-        print(
-            f"continue with: {PROG} send --thread {thread_id} MESSAGE", file=sys.stderr, flush=True
-        )
+    hint = continue_command(args, thread_id)
+    if not args.json and hint is not None:
+        print(f"continue with: {hint}", file=sys.stderr, flush=True)
     return EXIT_OK if status == "completed" else EXIT_TURN_FAILED
 
 

@@ -1,0 +1,42 @@
+"""The help texts of `appserver --help` (every flag with its default), kept apart from
+the parser in cli.py."""
+
+from __future__ import annotations
+
+from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.threads.persist import STORE_RETRY_SECONDS, store_retry_help
+
+DATA_HELP = (
+    "where the SQLite store lives (default $APPSERVER_HOME, else $XDG_DATA_HOME/appserver, "
+    "else ~/.local/share/appserver)"
+)
+DIGEST_HELP = "capability token given as its hex SHA-256 digest (default none)"
+ORIGIN_HELP = "browser origin allowed to open a websocket, repeatable (default none)"
+SIZE_HELP = "largest accepted line or frame (default 8388608)"
+QUEUE_HELP = "per-websocket outbound queue in messages; full = slow consumer (default 1024)"
+INFLIGHT_HELP = "concurrent requests per connection before -32001 (default 128)"
+IDLE_HELP = "unload a thread nobody uses after S seconds, 0 = never (default 1800)"
+SHUTDOWN_HELP = "how long running turns may finish after SIGINT/SIGTERM (default 30)"
+LEVEL_HELP = "debug, info, warning or error; logs go to stderr (default info)"
+AUTH_HELP = """\
+Checked at the HTTP upgrade of ws:// connections, before any JSON-RPC; a refusal
+is HTTP 401. A non-loopback ws:// HOST needs one of these (else exit 2). unix://
+sockets are guarded by their mode (0600) instead."""
+MODE_HELP = (
+    "capability-token or signed-bearer-token (default none; capability-token when "
+    "--ws-token-file or --ws-token-sha256 is given)"
+)
+TOKEN_FILE_HELP = (
+    "capability token file; clients send Authorization: Bearer <its trimmed text> (default none)"
+)
+SECRET_HELP = "signed-bearer-token: HS256 JWT secret, >= 32 bytes (default none)"
+SKEW_HELP = "signed: leeway on exp and nbf (default 30)"
+AGENT_HELP = "model provider of new threads (default builtin)"
+MODEL_HELP = f"model of new openai threads (default {DEFAULT_MODEL})"
+BASE_URL_HELP = (
+    f"OpenAI-compatible endpoint, POST URL/chat/completions (default {DEFAULT_BASE_URL})"
+)
+KEY_HELP = "API key of the openai agent (default $OPENAI_API_KEY)"
+MODEL_TIMEOUT_HELP = "connect timeout and longest pause in a streamed answer (default 60)"
+
+STORE_RETRY_HELP = store_retry_help(STORE_RETRY_SECONDS)

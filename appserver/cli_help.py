@@ -4,7 +4,12 @@ the parser in cli.py."""
 from __future__ import annotations
 
 from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
-from appserver.threads.persist import STORE_RETRY_SECONDS, store_retry_help
+from appserver.store.sqlite import BUSY_TIMEOUT_SECONDS
+from appserver.threads.persist import (
+    STORE_RETRY_FIRST_BACKOFF,
+    STORE_RETRY_MAX_BACKOFF,
+    STORE_RETRY_SECONDS,
+)
 
 DATA_HELP = (
     "where the SQLite store lives (default $APPSERVER_HOME, else $XDG_DATA_HOME/appserver, "
@@ -39,4 +44,12 @@ BASE_URL_HELP = (
 KEY_HELP = "API key of the openai agent (default $OPENAI_API_KEY)"
 MODEL_TIMEOUT_HELP = "connect timeout and longest pause in a streamed answer (default 60)"
 
-STORE_RETRY_HELP = store_retry_help(STORE_RETRY_SECONDS)
+STORE_RETRY_HELP = (
+    f"how long a running turn waits for a failing store (disk full, database locked past "
+    f"the {BUSY_TIMEOUT_SECONDS:g} s busy timeout, I/O error) before it ends failed with the "
+    f"store's reason (default {STORE_RETRY_SECONDS:g}). Meanwhile its subscribers get an "
+    f"`error` notification (willRetry: true) and the write is retried with backoff "
+    f"({STORE_RETRY_FIRST_BACKOFF:g} s doubling to {STORE_RETRY_MAX_BACKOFF:g} s); "
+    "turn/completed goes out only once the turn's end is stored. A request whose write "
+    "fails is answered -32603 storeUnavailable."
+)

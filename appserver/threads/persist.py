@@ -27,7 +27,6 @@ import attrs
 import trio
 
 from appserver.store.errors import StoreUnavailable
-from appserver.store.sqlite import BUSY_TIMEOUT_SECONDS
 from appserver.threads import objects
 from appserver.threads.loaded import ActiveTurn, LoadedThread
 
@@ -38,27 +37,6 @@ STORE_RETRY_SECONDS = 30.0
 #: The first pause between two tries; each next pause doubles, up to STORE_RETRY_MAX_BACKOFF.
 STORE_RETRY_FIRST_BACKOFF = 0.1
 STORE_RETRY_MAX_BACKOFF = 2.0
-
-#: The `--help` words for this policy (the CLI shows them; keep them in step with the code).
-STORE_RETRY_HELP = (
-    "how long a running turn waits for a failing store (disk full, database locked past "
-    "the {busy:g} s busy timeout, I/O error) before it ends failed with the store's reason "
-    "(default {default:g}). Meanwhile its subscribers get an `error` notification "
-    "(willRetry: true) and the write is retried with backoff ({first:g} s doubling to "
-    "{most:g} s); turn/completed goes out only once the turn's end is stored. A request "
-    "whose write fails is answered -32603 storeUnavailable."
-)
-
-
-def store_retry_help(default: float = STORE_RETRY_SECONDS) -> str:
-    """The `--store-retry-seconds` help text."""
-    return STORE_RETRY_HELP.format(
-        busy=BUSY_TIMEOUT_SECONDS,
-        default=default,
-        first=STORE_RETRY_FIRST_BACKOFF,
-        most=STORE_RETRY_MAX_BACKOFF,
-    )
-
 
 Write = Callable[[], Awaitable[None]]
 

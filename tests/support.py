@@ -211,13 +211,18 @@ def appserver_argv(*args: str) -> list[str]:
 
 @asynccontextmanager
 async def run_ws_server(
-    *args: str, env: dict[str, str] | None = None, banner_timeout: float = 20
+    *args: str,
+    env: dict[str, str] | None = None,
+    banner_timeout: float = 20,
+    umask: int = -1,
 ) -> AsyncIterator[ServerProcess]:
-    """Start the real CLI on ws://127.0.0.1:0 and yield it once its banner is printed.
-    Leaving sends SIGTERM and waits for it to exit."""
+    """Start the real CLI on ws://127.0.0.1:0 (under `umask`, default: ours) and yield it
+    once its banner is printed. Leaving sends SIGTERM and waits for it to exit."""
     argv = appserver_argv("--listen", "ws://127.0.0.1:0", *args)
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(_run_process, argv, {**os.environ, **(env or {})})
+        proc: trio.Process = await nursery.start(
+            _run_process, argv, {**os.environ, **(env or {})}, umask
+        )
         assert proc.stderr is not None
         lines: list[str] = []
         buf = b""
@@ -254,6 +259,7 @@ async def run_ws_server(
 async def _run_process(
     argv: Sequence[str],
     env: dict[str, str],
+    umask: int = -1,
     *,
     task_status: trio.TaskStatus[trio.Process] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -263,5 +269,6 @@ async def _run_process(
         stdin=subprocess.DEVNULL,
         check=False,
         env=env,
+        umask=umask,
         task_status=task_status,
     )

@@ -8,8 +8,7 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from appserver.client import Client, connect_websocket
 from appserver.datadir import LOCK_FILE, DataDirInUse, read_owner
 from appserver.server import ServerConfig, open_server
 
-from support import ServerProcess, appserver_argv
+from support import ServerProcess, appserver_argv, run_ws_server
 
 TIMEOUT = 30
 COMMAND_APPROVAL = "item/commandExecution/requestApproval"
@@ -30,51 +29,10 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@asynccontextmanager
-async def server_process(*args: str, umask: int = 0o022) -> AsyncIterator[ServerProcess]:
-    """`appserver --listen ws://127.0.0.1:0 ARGS` under `umask`, yielded once its banner
-    is out (every stderr line is collected); SIGTERM when leaving."""
-    argv = appserver_argv("--listen", "ws://127.0.0.1:0", *args)
-    async with trio.open_nursery() as nursery:
-
-        async def run(*, task_status: trio.TaskStatus[trio.Process]) -> None:
-            await trio.run_process(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                check=False,
-                umask=umask,
-                task_status=task_status,
-            )
-
-        proc: trio.Process = await nursery.start(run)
-        assert proc.stderr is not None
-        lines: list[str] = []
-        buf = b""
-        with trio.fail_after(TIMEOUT):
-            while not any(line.startswith("appserver listening on ") for line in lines):
-                chunk = await proc.stderr.receive_some(65536)
-                assert chunk, f"server exited before its banner: {lines} {buf.decode()}"
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                lines.extend(d.decode() for d in done)
-        banner = next(line for line in lines if line.startswith("appserver listening on "))
-
-        async def drain() -> None:
-            assert proc.stderr is not None
-            async for chunk in proc.stderr:
-                lines.extend(chunk.decode(errors="replace").splitlines())
-
-        nursery.start_soon(drain)
-        try:
-            yield ServerProcess(proc, banner.removeprefix("appserver listening on "), lines)
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-            with trio.move_on_after(15):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
+def server_process(*args: str, umask: int = 0o022) -> AbstractAsyncContextManager[ServerProcess]:
+    """`appserver --listen ws://127.0.0.1:0 ARGS` under `umask` (every stderr line is
+    collected); SIGTERM when leaving."""
+    return run_ws_server(*args, umask=umask, banner_timeout=TIMEOUT)
 
 
 async def start_waiting_turn(client: Client, cwd: Path) -> tuple[str, str, Any]:

@@ -17,10 +17,10 @@ from appserver.protocol import errors, results
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 
-from . import account, config, models, threads, turns
+from . import account, commands, config, fs, models, paging, threads, turns
 from .common import Handler, Services
 
-AREAS = (threads, turns, account, config, models)
+AREAS = (threads, turns, paging, account, config, models, fs, commands)
 
 # The Codex release whose protocol appserver implements, then appserver's own version
 # (PROTOCOL.md §3): SDKs gate features on the first word.

@@ -41,6 +41,14 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("modelProvider/list", st.ModelProviderListParams),
     MethodSpec("experimentalFeature/list", st.ExperimentalFeatureListParams),
     # --- end of account, configuration, models, features ------------------------------
+    # --- fs ---
+    # --- end of fs ---
+    # --- command/exec ---
+    # --- end of command/exec ---
+    # --- turn/steer ---
+    # --- end of turn/steer ---
+    # --- paging ---
+    # --- end of paging ---
 )
 
 # Codex 0.171 methods that appserver does not host, by design: their -32601 names the

@@ -313,6 +313,14 @@ RESULTS: dict[str, type] = {
     "model/list": ModelListResponse,
     "modelProvider/list": ModelProviderListResponse,
     "experimentalFeature/list": ExperimentalFeatureListResponse,
+    # --- fs ---
+    # --- end of fs ---
+    # --- command/exec ---
+    # --- end of command/exec ---
+    # --- turn/steer ---
+    # --- end of turn/steer ---
+    # --- paging ---
+    # --- end of paging ---
 }
 
 # Codex schema name stems that are not the method's parts capitalised and joined.

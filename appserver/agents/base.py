@@ -6,7 +6,7 @@ stores, tracks and fans out everything an agent emits; the agent only describes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol
 
 ApprovalDecision = Literal["accept", "acceptForSession", "decline", "cancel", "error"]
@@ -87,6 +87,33 @@ class TurnContext(Protocol):
 
     """Tell the subscribers that a step failed and will be retried: an `error` notification
     with `willRetry: true` (the turn goes on)."""
+
+
+class Steering(Protocol):
+    """What a TurnContext adds for turn/steer (PROTOCOL.md §10), kept apart from
+    TurnContext so that contexts without it (a test's recording context) still serve; an
+    agent that takes steered input says so with a class attribute `steerable = True`."""
+
+    async def until_steered(
+        self, work: Callable[[], Awaitable[None]]
+    ) -> list[dict[str, Any]] | None: ...
+
+    """Run `work` until it returns or a steer stops it (the steer cancels it, at its next
+    checkpoint). On a steer, the items it left open are completed with what they have and
+    the steered userMessage items are stored and announced; returns the steered input
+    (every steer's entries, in order), or None when `work` returned with nothing steered."""
+
+
+async def until_steered(
+    ctx: TurnContext, work: Callable[[], Awaitable[None]]
+) -> list[dict[str, Any]] | None:
+    """`ctx.until_steered(work)`, or just `work()` for a context without steering."""
+    steering = getattr(ctx, "until_steered", None)
+    if steering is None:
+        await work()
+        return None
+    result: list[dict[str, Any]] | None = await steering(work)
+    return result
 
 
 class AgentBackend(Protocol):

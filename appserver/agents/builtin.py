@@ -7,6 +7,7 @@ the directives run in order. A turn with neither (no text at all) is answered `Y
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 import trio
 
-from .base import TurnContext, TurnFailed, agent_message_item
+from .base import TurnContext, TurnFailed, agent_message_item, until_steered
 from .files import write_file
 from .shell import run_command
 
@@ -145,8 +146,16 @@ class ScriptAgent:
 
     name: str = "builtin"
     model: str = "script"
+    steerable: bool = True
 
     async def run_turn(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
+        """The script; a turn/steer drops the rest of it and the steered input is
+        handled the same way, in the same turn (PROTOCOL.md §10)."""
+        script: Sequence[dict[str, Any]] | None = user_input
+        while script is not None:
+            script = await until_steered(ctx, functools.partial(self._run, ctx, script))
+
+    async def _run(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
         plain, directives = parse_script(user_input)
         if plain or not directives:
             await say(ctx, "You said: " + "\n".join(plain))

@@ -70,6 +70,12 @@ class ActiveTurn:
     # Shields the end of the turn (storing it); cancelled only to abandon a store that
     # keeps failing when the thread closes.
     finish_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
+    # turn/steer (threads/steering.py): whether the agent takes steered input (until it
+    # returns), the steered userMessage items it has not taken yet, and the scope a steer
+    # cancels (the agent's work in `until_steered`).
+    steerable: bool = False
+    steered: list[dict[str, Any]] = attrs.Factory(list)
+    steer_scope: trio.CancelScope | None = None
 
     def live_item(self, item_id: str) -> dict[str, Any]:
         """An item as it stands now, streamed text included."""

@@ -69,6 +69,7 @@ async def begin_turn(
         approval_policy=objects.effective(draft, "approvalPolicy") or "on-request",
         sandbox=objects.effective(draft, "sandbox") or "workspace-write",
         model=draft.model,
+        steerable=getattr(agent, "steerable", False),  # agents.base.Steering
     )
     thread.turn = turn  # reserved before any await: a second turn/start is refused
     ts = turn.started_at_ms // 1000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -41,11 +42,13 @@ class TurnRunner:
         turn: ActiveTurn,
         ask: AskApproval,
         retry: StoreRetry | None = None,
+        settle: SettleTurnRequests | None = None,
     ) -> None:
         self._thread = thread
         self._turn = turn
         self._ask = ask
         self._retry = retry or StoreRetry()
+        self._settle = settle
 
     @property
     def thread_id(self) -> str:
@@ -100,6 +103,10 @@ class TurnRunner:
         self._check_open(item_id)
         at_ms = objects.now_ms()
         item = objects.completed_item(item, self._turn.items[item_id].get("startedAtMs"), at_ms)
+        await self._store_completed(item)
+
+    async def _store_completed(self, item: dict[str, Any]) -> None:
+        item_id, at_ms = item["id"], item["completedAtMs"]
         thread, turn = self._thread, self._turn
         # Stored before it is announced (§8.6); if the store gives up, the end of the turn
         # stores and announces the item as completed here.
@@ -164,6 +171,40 @@ class TurnRunner:
         turns = await self._thread.store.get_turns(self._thread.id)
         return [stored_turn(t) for t in turns if t.id != self._turn.id]
 
+    async def until_steered(
+        self, work: Callable[[], Awaitable[None]]
+    ) -> list[dict[str, Any]] | None:
+        """Run `work` until it ends or a turn/steer stops it (threads/steering.py). Then
+        complete what it left open (as the end of a turn does), store and announce each
+        steered userMessage item in order, and return their input joined; None when `work`
+        ended with nothing steered."""
+        thread, turn, retry = self._thread, self._turn, self._retry
+        if not turn.steered:
+            with trio.CancelScope() as scope:
+                turn.steer_scope = scope
+                try:
+                    await work()
+                finally:
+                    turn.steer_scope = None
+            if not turn.steered:
+                return None
+        waiting = self._settle(thread, turn) if self._settle is not None else set()
+        for item_id in [i for i in turn.items if i not in turn.completed]:
+            item = turn.unstored.get(item_id) or _cut_off(turn, item_id, waiting)
+            await self._store_completed(item)
+        steered: list[dict[str, Any]] = []
+        while turn.steered:
+            item = turn.steered.pop(0)
+            turn.unstored[item["id"]] = item  # the end of the turn stores it if this fails
+            await retry.write(
+                thread, turn, partial(thread.store.put_item, thread.id, turn.id, item)
+            )
+            del turn.unstored[item["id"]]
+            _announce_user_item(thread, turn, item)
+            await thread.after_publish()
+            steered.extend(item["content"])
+        return steered
+
     async def retrying(self, message: str) -> None:
         error = objects.turn_error(message)
         self._thread.publish("error", self._params(error=error, willRetry=True))
@@ -217,7 +258,7 @@ async def run_turn(
     retries of every turn write) before it is announced and the agent runs."""
     status, message = "completed", None
     retry = retry or StoreRetry()
-    runner = TurnRunner(thread, turn, ask, retry)
+    runner = TurnRunner(thread, turn, ask, retry, settle)
     with turn.cancel_scope:
         thread.refresh_status()
         params = {"threadId": thread.id}
@@ -235,7 +276,10 @@ async def run_turn(
                 del turn.unstored[user_id]
             _announce_user_item(thread, turn, user_item)
             await thread.after_publish()
-            await agent.run_turn(runner, turn.input)
+            try:
+                await agent.run_turn(runner, turn.input)
+            finally:
+                turn.steerable = False  # no steer is taken once the agent has returned
         except (trio.Cancelled, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:

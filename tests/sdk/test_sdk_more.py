@@ -16,11 +16,6 @@ from openai_codex.generated.v2_all import (
 from .support import CODEX_BIN, SdkEnv, root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=JsonRpcError,
-    reason="turn/steer is not served yet (issue 14: the rest of thread hosting)",
-)
 def test_steer_a_running_turn(sdk: SdkEnv) -> None:
     """PROTOCOL.md §10: a steer drops the rest of the script (the `/sleep` ends there) and
     the steered input is handled in the same turn, as its own userMessage item."""

@@ -1,7 +1,35 @@
-"""thread/list for SqliteStore: one keyset page, in the reader's transaction.
+"""thread/list for SqliteStore: one keyset page, in the reader's transaction (cursor
+positions: :mod:`appserver.store.cursor`).
 
-See :mod:`appserver.store.sqlite` for the design (indexes, the snapshot of the mutable
-sort keys) and :mod:`appserver.store.cursor` for the cursor positions.
+thread/list is keyset-paginated on (sort key, id), descending or
+ascending, through the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key,
+id)`` for each key (created_at, updated_at, recency_at): a page is one index range walk
+of about ``limit`` entries whatever its depth, in either direction; no OFFSET, no sort.
+``includedThreadIds`` is a primary-key lookup of at most 100 rows (then sorted);
+``excludedThreadIds`` and several ``cwd`` values filter entries during the walk.
+``searchTerm`` (substring of the casefolded preview/name columns) and
+``modelProviders`` filter entries during the walk, so a rare term walks further (the
+fold columns are in the index so that walk does not read the table: ~8 ms for a 0.1%
+term at 100k threads).
+
+Stable cursors. ``created_at`` never changes, so plain keyset paging neither repeats nor
+skips. ``updated_at`` and ``recency_at`` do change, so every change of either bumps a
+global ``change_seq`` and appends ``(seq, thread_id, previous updated_at, previous
+recency_at)`` to ``thread_history``; the thread row keeps the seq of its last change
+(``key_seq``). What follows for updated_at holds for recency_at alike. The
+first page records the current ``change_seq`` (the snapshot ``S``) in its cursor, and
+every later page orders each thread by its updated_at *as of S*: the current value if
+``key_seq <= S``, else the ``previous updated_at`` of its first history entry after
+``S`` (threads created after S count with the updated_at they were created with). A
+page is the merge of two keyset queries: unchanged threads via the index, and changed
+ones via the history rows after S. So the whole walk follows one frozen order, and no
+thread that existed at S is repeated or skipped; a backwards cursor carries the same S,
+so walking back from any page follows that order too. Filters (archived, name/preview
+search) apply to the current state: a thread archived mid-walk leaves an unarchived
+listing. History older than ``history_retention_seconds`` (default 24 h) is pruned; an
+updated_at cursor whose needed history is gone raises ``InvalidCursor`` ("expired"), so a
+walk is guaranteed stable for at least 24 h. Cost of a later page grows with the number
+of updates since S (one history scan), which is small for any realistic walk.
 """
 
 from __future__ import annotations

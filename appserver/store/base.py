@@ -6,9 +6,12 @@ protocol sends them), so the store never needs to know item shapes.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from appserver.store.pages import ItemPage, TurnPage
 
 TurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
 SortKey = Literal["created_at", "updated_at", "recency_at"]
@@ -21,6 +24,10 @@ class StoreError(Exception):
 
 class InvalidCursor(StoreError):
     """A thread/list cursor that this store did not issue (or that is malformed)."""
+
+
+class UnknownItemAnchor(StoreError):
+    """A thread/items/list item anchor that names no item of the requested turn."""
 
 
 class ThreadNotStored(StoreError):
@@ -152,5 +159,36 @@ class ThreadStore(Protocol):
     ) -> None: ...
 
     async def get_turns(self, thread_id: str) -> list[TurnRecord]: ...
+
+    async def list_turns(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+        with_items: bool = True,
+    ) -> TurnPage:
+        """A keyset page of the thread's turns in insertion order (``desc``: newest
+        first), with their items unless ``with_items`` is false (``store/pages.py``
+        describes the cursors). InvalidCursor for a cursor this store did not issue for
+        this thread's turns. An unknown thread has no turns."""
+        ...
+
+    async def list_items(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "asc",
+        turn_id: str | None = None,
+        after_item: str | None = None,
+    ) -> ItemPage:
+        """A keyset page of the thread's items (of one turn if ``turn_id``) in insertion
+        order. ``after_item`` (with ``turn_id``, instead of ``cursor``) starts after
+        that item of the turn, exclusive; UnknownItemAnchor if the turn has no such
+        item. An unknown turn or thread has no items."""
+        ...
 
     async def aclose(self) -> None: ...

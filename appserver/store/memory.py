@@ -21,12 +21,14 @@ from appserver.store.base import (
     _UNSET,
     InvalidCursor,
     ListQuery,
+    SortDirection,
     SortKey,
     ThreadNotStored,
     ThreadPage,
     ThreadRecord,
     TurnRecord,
     TurnStatus,
+    UnknownItemAnchor,
 )
 from appserver.store.cursor import (
     DEFAULT_HISTORY_RETENTION_SECONDS,
@@ -38,6 +40,15 @@ from appserver.store.cursor import (
     page_cursors,
 )
 from appserver.store.errors import AlreadyStored, StoreClosed, TurnNotStored
+from appserver.store.pages import (
+    ItemEntry,
+    ItemPage,
+    Position,
+    TurnPage,
+    decode_position,
+    page_positions,
+    window,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -46,10 +57,24 @@ __all__ = ["MemoryStore"]
 class _Turn:
     id: str
     status: TurnStatus
+    seq: int = 0  # insertion seq (page cursors), as SQLite's turns.seq
     error: dict[str, Any] | None = None
     items: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    item_seqs: dict[str, int] = attrs.Factory(dict)
     started_at_ms: int | None = None
     completed_at_ms: int | None = None
+
+    def record(self, thread_id: str, *, with_items: bool = True) -> TurnRecord:
+        items = [clone_json(item) for item in self.items.values()] if with_items else []
+        return TurnRecord(
+            id=self.id,
+            thread_id=thread_id,
+            status=self.status,
+            error=clone_json(self.error),
+            items=items,
+            started_at_ms=self.started_at_ms,
+            completed_at_ms=self.completed_at_ms,
+        )
 
 
 @attrs.define
@@ -59,6 +84,11 @@ class _Thread:
     # (seq, previous updated_at, previous recency_at)
     history: list[tuple[int, int, int]] = attrs.Factory(list)
     turns: dict[str, _Turn] = attrs.Factory(dict)
+    # Insertion seqs, ascending, for keyset pages: of turns, and of items (with theirs).
+    turn_seqs: list[int] = attrs.Factory(list)
+    turn_order: list[_Turn] = attrs.Factory(list)
+    item_seqs: list[int] = attrs.Factory(list)
+    item_order: list[tuple[_Turn, str]] = attrs.Factory(list)
 
     def key_as_of(self, sort_key: SortKey, snapshot: int) -> int:
         if sort_key == "created_at":
@@ -117,6 +147,7 @@ class MemoryStore:
         self._retention = history_retention_seconds
         self._threads: dict[str, _Thread] = {}
         self._seq = 0  # global change sequence (bumped by every updated_at change)
+        self._rows = 0  # insertion seq of turns and items (as SQLite's row seqs)
         self._pruned_seq = 0  # history rows with seq <= this are forgotten
         self._log: collections.deque[tuple[int, str, float]] = collections.deque()
         self._closed = False
@@ -260,7 +291,11 @@ class MemoryStore:
         thread = self._thread(thread_id)
         if turn_id in thread.turns:
             raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
-        thread.turns[turn_id] = _Turn(id=turn_id, status="inProgress", started_at_ms=started_at_ms)
+        self._rows += 1
+        turn = _Turn(id=turn_id, status="inProgress", seq=self._rows, started_at_ms=started_at_ms)
+        thread.turns[turn_id] = turn
+        thread.turn_seqs.append(turn.seq)
+        thread.turn_order.append(turn)
         if preview is not None:
             thread.record.preview = preview
         self._set_updated_at(thread, updated_at, recency_at=updated_at)
@@ -269,8 +304,15 @@ class MemoryStore:
         await self._enter()
         key = item_id(item)
         stored = clone_json(item)
+        turn = self._turn(thread_id, turn_id)
+        if key not in turn.items:
+            self._rows += 1
+            turn.item_seqs[key] = self._rows
+            thread = self._threads[thread_id]
+            thread.item_seqs.append(self._rows)
+            thread.item_order.append((turn, key))
         # assigning to an existing key keeps the item's original position
-        self._turn(thread_id, turn_id).items[key] = stored
+        turn.items[key] = stored
 
     async def finish_turn(
         self,
@@ -295,18 +337,72 @@ class MemoryStore:
         thread = self._threads.get(thread_id)
         if thread is None:
             return []
-        return [
-            TurnRecord(
-                id=turn.id,
-                thread_id=thread_id,
-                status=turn.status,
-                error=clone_json(turn.error),
-                items=[clone_json(item) for item in turn.items.values()],
-                started_at_ms=turn.started_at_ms,
-                completed_at_ms=turn.completed_at_ms,
-            )
-            for turn in thread.turns.values()
+        return [turn.record(thread_id) for turn in thread.turns.values()]
+
+    async def list_turns(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+        with_items: bool = True,
+    ) -> TurnPage:
+        await self._enter()
+        position = None if cursor is None else decode_position(cursor, "turns", thread_id)
+        thread = self._threads.get(thread_id)
+        limit = max(1, limit)
+        if thread is None:
+            return TurnPage(turns=[], next_cursor=None, backwards_cursor=None)
+        picked = [
+            thread.turn_order[i]
+            for i in window(thread.turn_seqs, position, direction == "desc", limit + 1)
         ]
+        next_cursor, backwards = page_positions(
+            "turns", thread_id, [turn.seq for turn in picked], limit
+        )
+        turns = [turn.record(thread_id, with_items=with_items) for turn in picked[:limit]]
+        return TurnPage(turns=turns, next_cursor=next_cursor, backwards_cursor=backwards)
+
+    async def list_items(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "asc",
+        turn_id: str | None = None,
+        after_item: str | None = None,
+    ) -> ItemPage:
+        await self._enter()
+        position = None if cursor is None else decode_position(cursor, "items", thread_id)
+        thread = self._threads.get(thread_id)
+        limit = max(1, limit)
+        empty = ItemPage(items=[], next_cursor=None, backwards_cursor=None)
+        if thread is None:
+            return empty
+        if turn_id is None:
+            seqs, order = thread.item_seqs, thread.item_order
+        else:
+            turn = thread.turns.get(turn_id)
+            if turn is None:
+                return empty
+            seqs = list(turn.item_seqs.values())
+            order = [(turn, key) for key in turn.item_seqs]
+            if after_item is not None:
+                anchor = turn.item_seqs.get(after_item)
+                if anchor is None:
+                    raise UnknownItemAnchor(f"no item {after_item} in turn {turn_id}")
+                position = Position(seq=anchor)
+        picked = [
+            (seqs[i], *order[i]) for i in window(seqs, position, direction == "desc", limit + 1)
+        ]
+        next_cursor, backwards = page_positions("items", thread_id, [p[0] for p in picked], limit)
+        entries = [
+            ItemEntry(turn_id=turn.id, item=clone_json(turn.items[key]))
+            for _, turn, key in picked[:limit]
+        ]
+        return ItemPage(items=entries, next_cursor=next_cursor, backwards_cursor=backwards)
 
     # -- maintenance -----------------------------------------------------------------
 

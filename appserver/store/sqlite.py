@@ -19,35 +19,8 @@ errors, a file that went away) raise :class:`StoreUnavailable` with SQLite's rea
 transaction was rolled back, so nothing of it is stored and it may be tried again.
 Misuse (a constraint, a bad parameter) stays a plain ``StoreError``: a bug, not an outage.
 
-thread/list (``_sqlite_list``) is keyset-paginated on (sort key, id), descending or
-ascending, through the indexes ``(archived, key, id, ...)`` and ``(archived, cwd, key,
-id)`` for each key (created_at, updated_at, recency_at): a page is one index range walk
-of about ``limit`` entries whatever its depth, in either direction; no OFFSET, no sort.
-``includedThreadIds`` is a primary-key lookup of at most 100 rows (then sorted);
-``excludedThreadIds`` and several ``cwd`` values filter entries during the walk.
-``searchTerm`` (substring of the casefolded preview/name columns) and
-``modelProviders`` filter entries during the walk, so a rare term walks further (the
-fold columns are in the index so that walk does not read the table: ~8 ms for a 0.1%
-term at 100k threads).
-
-Stable cursors. ``created_at`` never changes, so plain keyset paging neither repeats nor
-skips. ``updated_at`` and ``recency_at`` do change, so every change of either bumps a
-global ``change_seq`` and appends ``(seq, thread_id, previous updated_at, previous
-recency_at)`` to ``thread_history``; the thread row keeps the seq of its last change
-(``key_seq``). What follows for updated_at holds for recency_at alike. The
-first page records the current ``change_seq`` (the snapshot ``S``) in its cursor, and
-every later page orders each thread by its updated_at *as of S*: the current value if
-``key_seq <= S``, else the ``previous updated_at`` of its first history entry after
-``S`` (threads created after S count with the updated_at they were created with). A
-page is the merge of two keyset queries: unchanged threads via the index, and changed
-ones via the history rows after S. So the whole walk follows one frozen order, and no
-thread that existed at S is repeated or skipped; a backwards cursor carries the same S,
-so walking back from any page follows that order too. Filters (archived, name/preview
-search) apply to the current state: a thread archived mid-walk leaves an unarchived
-listing. History older than ``history_retention_seconds`` (default 24 h) is pruned; an
-updated_at cursor whose needed history is gone raises ``InvalidCursor`` ("expired"), so a
-walk is guaranteed stable for at least 24 h. Cost of a later page grows with the number
-of updates since S (one history scan), which is small for any realistic walk.
+thread/list: keyset pages with cursors stable under updates, see :mod:`._sqlite_list`;
+turn and item pages: :mod:`._sqlite_pages`.
 """
 
 from __future__ import annotations
@@ -63,6 +36,7 @@ import trio
 
 from appserver.store._schema import SCHEMA_VERSION, migrate
 from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
+from appserver.store._sqlite_pages import item_page, turn_page
 from appserver.store._sqlite_rows import (
     INSERT_SETTINGS_SQL,
     INSERT_THREAD_SQL,
@@ -74,6 +48,7 @@ from appserver.store._sqlite_rows import (
 from appserver.store.base import (
     _UNSET,
     ListQuery,
+    SortDirection,
     StoreError,
     ThreadNotStored,
     ThreadPage,
@@ -95,6 +70,7 @@ from appserver.store.errors import (
     StoreUnavailable,
     TurnNotStored,
 )
+from appserver.store.pages import ItemPage, TurnPage, decode_position
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -427,6 +403,35 @@ class SqliteStore:
             return list(turns.values())
 
         return await self._read(read)
+
+    async def list_turns(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+        with_items: bool = True,
+    ) -> TurnPage:
+        at = None if cursor is None else decode_position(cursor, "turns", thread_id)
+        desc, n = direction == "desc", max(1, limit)
+        return await self._read(lambda conn: turn_page(conn, thread_id, at, desc, n, with_items))
+
+    async def list_items(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "asc",
+        turn_id: str | None = None,
+        after_item: str | None = None,
+    ) -> ItemPage:
+        at = None if cursor is None else decode_position(cursor, "items", thread_id)
+        desc, n = direction == "desc", max(1, limit)
+        return await self._read(
+            lambda conn: item_page(conn, thread_id, at, desc, n, turn_id, after_item)
+        )
 
     # -- maintenance -----------------------------------------------------------------
 

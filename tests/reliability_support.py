@@ -492,6 +492,9 @@ def camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+FS_PATH_FIELDS = frozenset({"path", "source_path", "destination_path"})
+
+
 @attrs.frozen
 class FuzzContext:
     thread_ids: tuple[str, ...]
@@ -511,6 +514,16 @@ def _field_strategy(name: str, tp: Any, ctx: FuzzContext) -> st.SearchStrategy[A
         return st.sampled_from([ctx.cwd, "relative/dir", "/nonexistent/appserver-fuzz", ""])
     if name == "text":
         return st.one_of(st.sampled_from(SCRIPTS), wild_text)
+    if name in FS_PATH_FIELDS:
+        # fs/* act with the server's rights (as root in CI): only paths inside the fuzz
+        # sandbox, or ones that are refused before any file is touched.
+        inside = st.text(st.sampled_from("abc.-_/"), max_size=12).map(
+            lambda tail: f"{ctx.cwd}/fuzz-fs/{tail}"
+        )
+        return st.one_of(inside, st.sampled_from(["relative/path", "", "nul\x00/x"]))
+    if name == "command":
+        # command/exec runs what it is given: only harmless programs, or none.
+        return st.sampled_from([["echo", "fuzz"], ["true"], [], ["/nonexistent-appserver-fuzz"]])
     return _type_strategy(tp, ctx)
 
 

@@ -358,6 +358,35 @@ SCRIPT = "\n".join(
 )
 
 
+async def fs_traffic(client: Any, cwd: Path) -> None:
+    """Every fs/* method once, and one fs/changed."""
+    root = str(cwd)
+    f = f"{root}/fs.txt"
+    await client.request("fs/watch", {"watchId": "w", "path": root})
+    await client.request("fs/writeFile", {"path": f, "dataBase64": "eA=="})
+    await client.next_notification("fs/changed")
+    await client.request("fs/readFile", {"path": f})
+    await client.request("fs/getMetadata", {"path": f})
+    await client.request("fs/createDirectory", {"path": f"{root}/fs-dir"})
+    await client.request("fs/readDirectory", {"path": root})
+    await client.request("fs/copy", {"sourcePath": f, "destinationPath": f"{root}/fs-copy.txt"})
+    await client.request("fs/remove", {"path": f"{root}/fs-copy.txt"})
+    await client.request("fs/unwatch", {"watchId": "w"})
+
+
+async def command_traffic(client: Any) -> None:
+    """command/exec buffered, then a PTY: streamed, resized, written, ended."""
+    await client.request("command/exec", {"command": ["echo", "hi"]})
+    async with trio.open_nursery() as nursery:
+        pty = {"command": ["sh", "-c", "echo ready; exec cat"], "processId": "p", "tty": True}
+        nursery.start_soon(client.request, "command/exec", pty)
+        await client.next_notification("command/exec/outputDelta")
+        size = {"rows": 30, "cols": 100}
+        await client.request("command/exec/resize", {"processId": "p", "size": size})
+        await client.request("command/exec/write", {"processId": "p", "deltaBase64": "aGkK"})
+        await client.request("command/exec/terminate", {"processId": "p"})
+
+
 async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json]]:
     """Drive a real server through every method, notification and approval; return every
     message received (with the method of answers) and the approval answers sent."""
@@ -397,14 +426,33 @@ async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json
             await client.request("thread/read", {"threadId": thread_id, "includeTurns": True})
         )["thread"]["turns"][-1]["id"]
         await client.request("turn/interrupt", {"threadId": thread_id, "turnId": turn_id})
+        # turn/steer: a /sleep turn steered into a plain answer
+        sleeping = await client.request(
+            "turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": "/sleep 30"}]}
+        )
+        steer = {
+            "threadId": thread_id,
+            "expectedTurnId": sleeping["turn"]["id"],
+            "input": [{"type": "text", "text": "steered"}],
+        }
+        await client.request("turn/steer", steer)
+        while (await client.next_notification("turn/completed"))["params"]["turn"][
+            "id"
+        ] != sleeping["turn"]["id"]:
+            pass
         await client.request("thread/name/set", {"threadId": thread_id, "name": "schema test"})
         await client.request("thread/list", {})
         await client.request("thread/loaded/list", {})
+        await client.request("thread/turns/list", {"threadId": thread_id})
+        await client.request("thread/items/list", {"threadId": thread_id})
         for method in sorted(
-            set(METHODS) - {m for m in METHODS if m.startswith(("thread/", "turn/"))}
+            set(METHODS)
+            - {m for m in METHODS if m.startswith(("thread/", "turn/", "fs/", "command/"))}
         ):
             if method != "initialize":
                 await client.request(method, {})
+        await fs_traffic(client, cwd)
+        await command_traffic(client)
         await client.request("thread/unsubscribe", {"threadId": thread_id})
         await client.next_notification("thread/closed")
         await client.request("thread/resume", {"threadId": thread_id})

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import attrs
 
+from appserver.protocol import command_types as ct
+from appserver.protocol import fs_types as fst
 from appserver.protocol import not_hosted
+from appserver.protocol import paging_types as pgt
 from appserver.protocol import settings_types as st
+from appserver.protocol import steer_types as steer
 from appserver.protocol import types as t
 
 
@@ -42,12 +46,28 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("experimentalFeature/list", st.ExperimentalFeatureListParams),
     # --- end of account, configuration, models, features ------------------------------
     # --- fs ---
+    MethodSpec("fs/readFile", fst.FsPathParams),
+    MethodSpec("fs/writeFile", fst.FsWriteFileParams),
+    MethodSpec("fs/createDirectory", fst.FsCreateDirectoryParams),
+    MethodSpec("fs/getMetadata", fst.FsPathParams),
+    MethodSpec("fs/readDirectory", fst.FsPathParams),
+    MethodSpec("fs/remove", fst.FsRemoveParams),
+    MethodSpec("fs/copy", fst.FsCopyParams),
+    MethodSpec("fs/watch", fst.FsWatchParams),
+    MethodSpec("fs/unwatch", fst.FsUnwatchParams),
     # --- end of fs ---
     # --- command/exec ---
+    MethodSpec("command/exec", ct.CommandExecParams),
+    MethodSpec("command/exec/write", ct.CommandExecWriteParams),
+    MethodSpec("command/exec/terminate", ct.CommandExecTerminateParams),
+    MethodSpec("command/exec/resize", ct.CommandExecResizeParams),
     # --- end of command/exec ---
     # --- turn/steer ---
+    MethodSpec("turn/steer", steer.TurnSteerParams),
     # --- end of turn/steer ---
     # --- paging ---
+    MethodSpec("thread/turns/list", pgt.ThreadTurnsListParams),
+    MethodSpec("thread/items/list", pgt.ThreadItemsListParams),
     # --- end of paging ---
 )
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import attrs
 
+from appserver.protocol import fs_types as fst
+from appserver.protocol.command_types import CommandExecOutputDeltaNotification
 from appserver.protocol.items import ThreadItem
 from appserver.protocol.objects import Thread, ThreadStatus, Turn, TurnError
 from appserver.protocol.wire import RequestId
@@ -130,4 +132,8 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
     ),
     "error": _n("ErrorNotification", ErrorNotification),
     "warning": _n("WarningNotification", WarningNotification),
+    "fs/changed": _n("FsChangedNotification", fst.FsChangedNotification),
+    "command/exec/outputDelta": _n(
+        "CommandExecOutputDeltaNotification", CommandExecOutputDeltaNotification
+    ),
 }

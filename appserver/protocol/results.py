@@ -12,6 +12,10 @@ from typing import Any, Literal
 
 import attrs
 
+from appserver.protocol import command_types as ct
+from appserver.protocol import fs_types as fst
+from appserver.protocol import paging_types as pgt
+from appserver.protocol import steer_types as steer
 from appserver.protocol.objects import Thread, Turn
 from appserver.protocol.policies import ApprovalsReviewer, AskForApproval, SandboxPolicy
 from appserver.protocol.wire import Empty, any_json, nullable, register_tagged_union
@@ -314,12 +318,28 @@ RESULTS: dict[str, type] = {
     "modelProvider/list": ModelProviderListResponse,
     "experimentalFeature/list": ExperimentalFeatureListResponse,
     # --- fs ---
+    "fs/readFile": fst.FsReadFileResponse,
+    "fs/writeFile": Empty,
+    "fs/createDirectory": Empty,
+    "fs/getMetadata": fst.FsGetMetadataResponse,
+    "fs/readDirectory": fst.FsReadDirectoryResponse,
+    "fs/remove": Empty,
+    "fs/copy": Empty,
+    "fs/watch": fst.FsWatchResponse,
+    "fs/unwatch": Empty,
     # --- end of fs ---
     # --- command/exec ---
+    "command/exec": ct.CommandExecResponse,
+    "command/exec/write": Empty,
+    "command/exec/terminate": Empty,
+    "command/exec/resize": Empty,
     # --- end of command/exec ---
     # --- turn/steer ---
+    "turn/steer": steer.TurnSteerResponse,
     # --- end of turn/steer ---
     # --- paging ---
+    "thread/turns/list": pgt.ThreadTurnsListResponse,
+    "thread/items/list": pgt.ThreadItemsListResponse,
     # --- end of paging ---
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from appserver.store._memory_pages import item_page, turn_page
 from appserver.store.base import (
     _UNSET,
     InvalidCursor,
@@ -28,7 +29,6 @@ from appserver.store.base import (
     ThreadRecord,
     TurnRecord,
     TurnStatus,
-    UnknownItemAnchor,
 )
 from appserver.store.cursor import (
     DEFAULT_HISTORY_RETENTION_SECONDS,
@@ -41,13 +41,8 @@ from appserver.store.cursor import (
 )
 from appserver.store.errors import AlreadyStored, StoreClosed, TurnNotStored
 from appserver.store.pages import (
-    ItemEntry,
     ItemPage,
-    Position,
     TurnPage,
-    decode_position,
-    page_positions,
-    window,
 )
 
 __all__ = ["MemoryStore"]
@@ -349,20 +344,9 @@ class MemoryStore:
         with_items: bool = True,
     ) -> TurnPage:
         await self._enter()
-        position = None if cursor is None else decode_position(cursor, "turns", thread_id)
-        thread = self._threads.get(thread_id)
-        limit = max(1, limit)
-        if thread is None:
-            return TurnPage(turns=[], next_cursor=None, backwards_cursor=None)
-        picked = [
-            thread.turn_order[i]
-            for i in window(thread.turn_seqs, position, direction == "desc", limit + 1)
-        ]
-        next_cursor, backwards = page_positions(
-            "turns", thread_id, [turn.seq for turn in picked], limit
+        return turn_page(
+            self._threads.get(thread_id), thread_id, limit, cursor, direction, with_items
         )
-        turns = [turn.record(thread_id, with_items=with_items) for turn in picked[:limit]]
-        return TurnPage(turns=turns, next_cursor=next_cursor, backwards_cursor=backwards)
 
     async def list_items(
         self,
@@ -375,34 +359,8 @@ class MemoryStore:
         after_item: str | None = None,
     ) -> ItemPage:
         await self._enter()
-        position = None if cursor is None else decode_position(cursor, "items", thread_id)
         thread = self._threads.get(thread_id)
-        limit = max(1, limit)
-        empty = ItemPage(items=[], next_cursor=None, backwards_cursor=None)
-        if thread is None:
-            return empty
-        if turn_id is None:
-            seqs, order = thread.item_seqs, thread.item_order
-        else:
-            turn = thread.turns.get(turn_id)
-            if turn is None:
-                return empty
-            seqs = list(turn.item_seqs.values())
-            order = [(turn, key) for key in turn.item_seqs]
-            if after_item is not None:
-                anchor = turn.item_seqs.get(after_item)
-                if anchor is None:
-                    raise UnknownItemAnchor(f"no item {after_item} in turn {turn_id}")
-                position = Position(seq=anchor)
-        picked = [
-            (seqs[i], *order[i]) for i in window(seqs, position, direction == "desc", limit + 1)
-        ]
-        next_cursor, backwards = page_positions("items", thread_id, [p[0] for p in picked], limit)
-        entries = [
-            ItemEntry(turn_id=turn.id, item=clone_json(turn.items[key]))
-            for _, turn, key in picked[:limit]
-        ]
-        return ItemPage(items=entries, next_cursor=next_cursor, backwards_cursor=backwards)
+        return item_page(thread, thread_id, limit, cursor, direction, turn_id, after_item)
 
     # -- maintenance -----------------------------------------------------------------
 

@@ -387,6 +387,18 @@ async def command_traffic(client: Any) -> None:
         await client.request("command/exec/terminate", {"processId": "p"})
 
 
+async def lifecycle_traffic(client: Any, thread_id: str, cwd: Path) -> None:
+    """thread/fork, /revert, /metadata/update, /inject_items, /delete once each."""
+
+
+async def special_traffic(client: Any, thread_id: str, cwd: Path) -> None:
+    """thread/compact/start, thread/shellCommand, review/start once each."""
+
+
+async def search_traffic(client: Any, cwd: Path) -> None:
+    """fuzzyFileSearch once."""
+
+
 async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json]]:
     """Drive a real server through every method, notification and approval; return every
     message received (with the method of answers) and the approval answers sent."""
@@ -453,6 +465,9 @@ async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json
                 await client.request(method, {})
         await fs_traffic(client, cwd)
         await command_traffic(client)
+        await lifecycle_traffic(client, thread_id, cwd)
+        await special_traffic(client, thread_id, cwd)
+        await search_traffic(client, cwd)
         await client.request("thread/unsubscribe", {"threadId": thread_id})
         await client.next_notification("thread/closed")
         await client.request("thread/resume", {"threadId": thread_id})

@@ -17,10 +17,34 @@ from appserver.protocol import errors, results
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 
-from . import account, commands, config, fs, models, paging, threads, turns
+from . import (
+    account,
+    commands,
+    config,
+    fs,
+    lifecycle,
+    models,
+    paging,
+    search,
+    special_turns,
+    threads,
+    turns,
+)
 from .common import Handler, Services
 
-AREAS = (threads, turns, paging, account, config, models, fs, commands)
+AREAS = (
+    threads,
+    turns,
+    paging,
+    lifecycle,
+    special_turns,
+    account,
+    config,
+    models,
+    fs,
+    commands,
+    search,
+)
 
 # The Codex release whose protocol appserver implements, then appserver's own version
 # (PROTOCOL.md §3): SDKs gate features on the first word.

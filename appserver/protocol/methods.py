@@ -69,6 +69,12 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("thread/turns/list", pgt.ThreadTurnsListParams),
     MethodSpec("thread/items/list", pgt.ThreadItemsListParams),
     # --- end of paging ---
+    # --- thread lifecycle ---
+    # --- end of thread lifecycle ---
+    # --- special turns ---
+    # --- end of special turns ---
+    # --- search ---
+    # --- end of search ---
 )
 
 # Codex 0.171 methods that appserver does not host, by design: their -32601 names the

@@ -136,4 +136,10 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
     "command/exec/outputDelta": _n(
         "CommandExecOutputDeltaNotification", CommandExecOutputDeltaNotification
     ),
+    # --- thread lifecycle ---
+    # --- end of thread lifecycle ---
+    # --- special turns ---
+    # --- end of special turns ---
+    # --- search ---
+    # --- end of search ---
 }

@@ -341,6 +341,12 @@ RESULTS: dict[str, type] = {
     "thread/turns/list": pgt.ThreadTurnsListResponse,
     "thread/items/list": pgt.ThreadItemsListResponse,
     # --- end of paging ---
+    # --- thread lifecycle ---
+    # --- end of thread lifecycle ---
+    # --- special turns ---
+    # --- end of special turns ---
+    # --- search ---
+    # --- end of search ---
 }
 
 # Codex schema name stems that are not the method's parts capitalised and joined.

@@ -116,6 +116,29 @@ async def until_steered(
     return result
 
 
+class Compacting(Protocol):
+    """What a backend adds for thread/compact/start (issue 14)."""
+
+    async def compact(self, ctx: TurnContext) -> str: ...
+
+    """Summarise the conversation so far (`ctx.history()`) and return the summary. The
+    server records the turn's `contextCompaction` item; in later turns' `ctx.history()`
+    the turns up to the compaction are replaced by one history entry
+    `{"type": "contextCompaction", "id": ..., "summary": TEXT}` (history only, never on
+    the wire)."""
+
+
+class Reviewing(Protocol):
+    """What a backend adds for review/start (issue 14)."""
+
+    async def review(self, ctx: TurnContext, target: dict[str, Any]) -> str: ...
+
+    """Review `target` (the wire ReviewTarget: `uncommittedChanges`, `baseBranch`,
+    `commit` or `custom`) in `ctx.cwd`, emitting any items it works with through `ctx`;
+    return the review text. The server wraps the work in the `enteredReviewMode` /
+    `exitedReviewMode` items (the latter's `review` is the returned text)."""
+
+
 class AgentBackend(Protocol):
     name: str
 

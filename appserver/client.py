@@ -23,6 +23,13 @@ import trio
 import trio_websocket
 from wsproto.utilities import LocalProtocolError
 
+from appserver.client_errors import (
+    ClientError,
+    ConnectError,
+    ConnectionClosedError,
+    RpcError,
+    ServerRequest,
+)
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import Transport, TransportClosed
 from appserver.transports.lines import LineTransport
@@ -32,42 +39,16 @@ log = logging.getLogger("appserver.client")
 
 CLIENT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
-
-class ClientError(Exception):
-    """Root of client-side errors."""
-
-
-class ConnectionClosedError(ClientError):
-    """The connection ended before the awaited answer or message arrived."""
-
-
-class ConnectError(ClientError):
-    """The server could not be reached or refused the connection (e.g. HTTP 401/403)."""
-
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-class RpcError(ClientError):
-    """The server answered a request with a JSON-RPC error."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.data = data
-
-    @property
-    def kind(self) -> str | None:
-        return self.data.get("kind") if isinstance(self.data, dict) else None
-
-
-@attrs.frozen
-class ServerRequest:
-    id: int | str
-    method: str
-    params: Any
+__all__ = [
+    "Client",
+    "ClientError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "RpcError",
+    "ServerRequest",
+    "connect_websocket",
+    "spawn_stdio",
+]
 
 
 @attrs.define(eq=False)

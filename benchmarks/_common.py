@@ -120,8 +120,9 @@ def request_text(request_id: int, method: str, params: Any = None) -> str:
 
 
 def is_response(text: str, request_id: int) -> bool:
-    """Cheap check without parsing: appserver writes `{"jsonrpc":"2.0","id":N,...`."""
-    return f'"id":{request_id},' in text[:48]
+    """Cheap check without parsing: appserver writes `{"jsonrpc":"2.0","id":N,...`; Codex
+    writes `{"id":N,"result":...}` and `{"error":{...},"id":N}`."""
+    return f'"id":{request_id},' in text[:48] or text.endswith(f'"id":{request_id}}}')
 
 
 class Rpc:

@@ -6,7 +6,13 @@ turns the server-sent events into items: text → `agentMessage` deltas, reasoni
 tool, `shell` (`{command, workdir?}`); each call becomes a `commandExecution` item run by
 the builtin agent's `/run` code (`run_command`: same approvals, policies, replay and
 interrupt), and its result goes back to the model as a `tool` message. The turn loops until
-the model answers without a tool call, at most `max_steps` requests.
+the model answers without a tool call, at most `max_steps` requests per user input. A
+turn/steer cuts the request in flight and asks again with the steered input appended
+(running tool calls finish first, as in Codex; see `openai_loop`).
+
+thread/compact/start asks the model for a summary of the conversation (`openai_compact`);
+later turns send that summary instead of the turns it replaced. review/start gathers the
+change with read-only git commands and asks the model to review it (`openai_review`).
 
 Endpoint failures end the turn `failed` with a clear message (TurnFailed); 429 and 5xx
 answers are retried with backoff, each retry announced by an `error` notification with
@@ -15,28 +21,22 @@ Interrupting cancels the HTTP request at once (trio cancellation closes the conn
 The API key is only ever sent in the Authorization header: it is never logged, and it is
 scrubbed from any message that could reach a client.
 
-Layout: this module holds the backend and its turn loop; `openai_http` the settings and the
-requests with their retries, `openai_stream` the parsing of one streamed response,
-`openai_messages` the conversation as chat messages, and `openai_tools` the `shell` tool.
+Layout: this module holds the backend; `openai_loop` its turn loop and steering,
+`openai_http` the settings and the requests with their retries, `openai_stream` the parsing
+of one streamed response, `openai_messages` the conversation as chat messages,
+`openai_tools` the `shell` tool, `openai_compact` and `openai_review` the special turns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
-
 from .base import TurnContext, TurnFailed
-from .openai_http import (
-    API_KEY_ENV,
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    OpenAISettings,
-    open_client,
-    request_reply,
-    scrub,
-)
+from .openai_compact import summarise
+from .openai_http import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAISettings, scrub
+from .openai_loop import run_conversation
 from .openai_messages import (
     MAX_TOOL_OUTPUT_CHARS,
     describe,
@@ -46,6 +46,7 @@ from .openai_messages import (
     truncate,
     user_content,
 )
+from .openai_review import review_change
 from .openai_stream import MAX_ERROR_DETAIL_CHARS, Reply, ToolCall
 from .openai_tools import SHELL_TOOL, run_tool
 
@@ -71,49 +72,36 @@ __all__ = [
 
 
 class OpenAIChatAgent:
-    """AgentBackend for an OpenAI-compatible `/chat/completions` endpoint."""
+    """AgentBackend for an OpenAI-compatible `/chat/completions` endpoint; it takes
+    steered input (openai_loop), compacts (openai_compact) and reviews (openai_review)."""
 
     name: str = "openai"
+    steerable: bool = True  # agents.base.Steering
 
     def __init__(self, settings: OpenAISettings | None = None) -> None:
         self.settings = settings or OpenAISettings()
         self.model = self.settings.model
 
     async def run_turn(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
-        try:
-            await self._run(ctx, user_input)
-        except TurnFailed as exc:
-            raise TurnFailed(self._scrub(exc.message)) from None
-
-    def _scrub(self, text: str) -> str:
-        return scrub(self.settings, text)
-
-    async def _run(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
         messages = [system_message(ctx), *history_messages(await ctx.history())]
         messages.append({"role": "user", "content": user_content(user_input)})
-        async with open_client(self.settings) as client:
-            for _ in range(self.settings.max_steps):
-                reply = await self._step(ctx, client, messages)
-                messages.append(reply.message())
-                if not reply.tool_calls:
-                    return
-                for call in reply.tool_calls:
-                    result = await run_tool(ctx, call)
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-        raise TurnFailed(
-            f"the model was still calling tools after {self.settings.max_steps} steps; "
-            "the turn was stopped"
-        )
+        with self._scrubbed():
+            await run_conversation(ctx, self.settings, messages)
 
-    async def _step(
-        self, ctx: TurnContext, client: httpx.AsyncClient, messages: list[dict[str, Any]]
-    ) -> Reply:
-        """One request, retried on 429 / 5xx (with `error` willRetry notifications)."""
-        settings = self.settings
-        body = {
-            "model": ctx.model or settings.model,
-            "messages": messages,
-            "tools": [SHELL_TOOL],
-            "stream": True,
-        }
-        return await request_reply(ctx, client, settings, body)
+    async def compact(self, ctx: TurnContext) -> str:
+        """agents.base.Compacting: the model's summary of `ctx.history()`."""
+        with self._scrubbed():
+            return await summarise(ctx, self.settings)
+
+    async def review(self, ctx: TurnContext, target: dict[str, Any]) -> str:
+        """agents.base.Reviewing: the model's review of `target`'s change in `ctx.cwd`."""
+        with self._scrubbed():
+            return await review_change(ctx, self.settings, target)
+
+    @contextlib.contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        """TurnFailed messages without the API key (they reach clients)."""
+        try:
+            yield
+        except TurnFailed as exc:
+            raise TurnFailed(scrub(self.settings, exc.message)) from None

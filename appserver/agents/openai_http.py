@@ -57,12 +57,20 @@ def open_client(settings: OpenAISettings) -> httpx.AsyncClient:
 
 
 async def request_reply(
-    ctx: TurnContext, client: httpx.AsyncClient, settings: OpenAISettings, body: dict[str, Any]
+    ctx: TurnContext,
+    client: httpx.AsyncClient,
+    settings: OpenAISettings,
+    body: dict[str, Any],
+    text: list[str] | None = None,
+    *,
+    emit: bool = True,
 ) -> Reply:
-    """One request, retried on 429 / 5xx (with `error` willRetry notifications)."""
+    """One request, retried on 429 / 5xx (with `error` willRetry notifications). The
+    answer's text pieces are appended to `text` as they arrive; `emit` False streams no
+    items (a summary or a review, returned rather than said)."""
     attempt = 1
     while True:
-        outcome = await _attempt(ctx, client, settings, body)
+        outcome = await _attempt(ctx, client, settings, body, [] if text is None else text, emit)
         if isinstance(outcome, Reply):
             return outcome
         if attempt >= settings.max_attempts:
@@ -84,7 +92,12 @@ async def request_reply(
 
 
 async def _attempt(
-    ctx: TurnContext, client: httpx.AsyncClient, settings: OpenAISettings, body: dict[str, Any]
+    ctx: TurnContext,
+    client: httpx.AsyncClient,
+    settings: OpenAISettings,
+    body: dict[str, Any],
+    text: list[str],
+    emit: bool,
 ) -> Reply | _Retryable:
     url = settings.completions_url
     log.debug("POST %s (model %s, %d messages)", url, body["model"], len(body["messages"]))
@@ -105,7 +118,7 @@ async def _attempt(
                     "malformed response from the model endpoint: expected a server-sent "
                     f"event stream, got {content_type}"
                 )
-            return await read_reply(ctx, response)
+            return await read_reply(ctx, response, text, emit=emit)
     except httpx.ConnectTimeout:
         raise TurnFailed(
             f"timed out after {settings.timeout:g} s connecting to the model endpoint {url}"

@@ -54,34 +54,67 @@ def tool_call_message(call_id: str, arguments: dict[str, Any], content: str) -> 
     }
 
 
+SUMMARY_PREFIX = (
+    "Summary of the conversation so far (the earlier messages were compacted into it):\n\n"
+)
+
+
+def summary_message(summary: str) -> dict[str, Any]:
+    """What stands for the turns a compaction replaced (a user message: chat templates
+    that take one system message, first, still accept it)."""
+    return {"role": "user", "content": SUMMARY_PREFIX + summary}
+
+
+def compaction_summary(entry: dict[str, Any]) -> str | None:
+    """The summary of a history entry or item `{"type": "contextCompaction", "summary":
+    TEXT}` (agents.base.Compacting); None for anything else, the wire item (no summary)
+    included."""
+    summary = entry.get("summary")
+    if entry.get("type") == "contextCompaction" and isinstance(summary, str):
+        return summary
+    return None
+
+
 def history_messages(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Earlier turns' items as chat messages: user and agent messages, and each command
-    as an assistant tool call followed by its result. Reasoning is not sent back."""
+    as an assistant tool call followed by its result. Reasoning is not sent back. A
+    compaction summary, whether a history entry of its own or an item of a turn, replaces
+    everything before it."""
     messages: list[dict[str, Any]] = []
     for turn in turns:
+        summary = compaction_summary(turn)
+        if summary is not None:
+            messages = [summary_message(summary)]
+            continue
         for item in turn.get("items", []):
-            kind = item.get("type")
-            if kind == "userMessage":
-                messages.append({"role": "user", "content": user_content(item["content"])})
-            elif kind == "agentMessage":
-                messages.append({"role": "assistant", "content": item.get("text") or ""})
-            elif kind == "commandExecution":
-                arguments = {"command": item.get("command", ""), "workdir": item.get("cwd")}
-                previous = messages[-1] if messages else None
-                if (
-                    previous is not None
-                    and previous["role"] == "assistant"
-                    and "tool_calls" not in previous
-                ):
-                    messages.pop()  # the text the model said before calling the tool
-                    content = previous["content"]
-                else:
-                    content = ""
-                messages.append(tool_call_message(item["id"], arguments, content))
-                messages.append(
-                    {"role": "tool", "tool_call_id": item["id"], "content": describe(item)}
-                )
+            summary = compaction_summary(item)
+            if summary is not None:
+                messages = [summary_message(summary)]
+            else:
+                _add_item(messages, item)
     return messages
+
+
+def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    kind = item.get("type")
+    if kind == "userMessage":
+        messages.append({"role": "user", "content": user_content(item["content"])})
+    elif kind == "agentMessage":
+        messages.append({"role": "assistant", "content": item.get("text") or ""})
+    elif kind == "commandExecution":
+        arguments = {"command": item.get("command", ""), "workdir": item.get("cwd")}
+        previous = messages[-1] if messages else None
+        if (
+            previous is not None
+            and previous["role"] == "assistant"
+            and "tool_calls" not in previous
+        ):
+            messages.pop()  # the text the model said before calling the tool
+            content = previous["content"]
+        else:
+            content = ""
+        messages.append(tool_call_message(item["id"], arguments, content))
+        messages.append({"role": "tool", "tool_call_id": item["id"], "content": describe(item)})
 
 
 def describe(item: dict[str, Any]) -> str:

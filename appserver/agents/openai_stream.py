@@ -46,11 +46,14 @@ class Reply:
 
 
 class _Stream:
-    """Turns the chunks of one response into items as they arrive."""
+    """Turns the chunks of one response into items as they arrive (or, with `emit`
+    False, only gathers them). `text` receives the content pieces as they come, so a
+    caller whose request is cut off (a steer) still has what was streamed."""
 
-    def __init__(self, ctx: TurnContext) -> None:
+    def __init__(self, ctx: TurnContext, text: list[str], *, emit: bool) -> None:
         self.ctx = ctx
-        self.text: list[str] = []
+        self.text = text
+        self.emit = emit
         self.calls: dict[int, ToolCall] = {}
         self.finish_reason: str | None = None
         self._open: dict[str, Any] | None = None  # the item being streamed
@@ -69,12 +72,13 @@ class _Stream:
             if not isinstance(delta, dict):
                 raise _Malformed("a choice has no `delta` object")
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
+            if isinstance(reasoning, str) and reasoning and self.emit:
                 await self._delta("reasoning", reasoning)
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self.text.append(content)
-                await self._delta("agentMessage", content)
+                if self.emit:
+                    await self._delta("agentMessage", content)
             self._tool_calls(delta.get("tool_calls"))
             if isinstance(choice.get("finish_reason"), str):
                 self.finish_reason = choice["finish_reason"]
@@ -142,11 +146,14 @@ def error_text(body: Any) -> str:
     return json.dumps(body)[:MAX_ERROR_DETAIL_CHARS]
 
 
-async def read_reply(ctx: TurnContext, response: httpx.Response) -> Reply:
-    """Consume the event stream. The body is read by a separate task that only ever
-    waits inside httpx (it hands lines over without blocking), so stopping early, on
-    `[DONE]`, an error or an interrupt, cancels it inside httpx's own generators and
-    they finish cleanly instead of being abandoned half-way."""
+async def read_reply(
+    ctx: TurnContext, response: httpx.Response, text: list[str], *, emit: bool = True
+) -> Reply:
+    """Consume the event stream (see `_Stream` for `text` and `emit`). The body is read
+    by a separate task that only ever waits inside httpx (it hands lines over without
+    blocking), so stopping early, on `[DONE]`, an error, an interrupt or a steer, cancels
+    it inside httpx's own generators and they finish cleanly instead of being abandoned
+    half-way."""
     send, receive = trio.open_memory_channel[str](math.inf)
     failure: list[httpx.HTTPError] = []
 
@@ -162,7 +169,7 @@ async def read_reply(ctx: TurnContext, response: httpx.Response) -> Reply:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump)
         try:
-            outcome = await _consume(ctx, receive, failure)
+            outcome = await _consume(_Stream(ctx, text, emit=emit), receive, failure)
         except Exception as exc:  # raised below, outside the nursery (no group)
             outcome = exc
         nursery.cancel_scope.cancel()
@@ -172,12 +179,11 @@ async def read_reply(ctx: TurnContext, response: httpx.Response) -> Reply:
 
 
 async def _consume(
-    ctx: TurnContext,
+    stream: _Stream,
     lines: trio.MemoryReceiveChannel[str],
     failure: list[httpx.HTTPError],
 ) -> Reply:
     decoder = SSEDecoder()
-    stream = _Stream(ctx)
 
     async def handle(data: str) -> bool:
         """Feed one event's data; True at the `[DONE]` sentinel."""

@@ -300,6 +300,26 @@ async def test_timeout_and_output_cap(connect_shared: ConnectFactory) -> None:
             "failed to spawn command: No such file or directory (os error 2)",
         ),
         ({"command": "true"}, -32602, None),
+        (
+            {"command": ["echo", "a\0b"]},
+            -32602,
+            "Invalid params: command[1]: must not contain a NUL character",
+        ),
+        (
+            {"command": ["true"], "cwd": "/tmp\0"},
+            -32602,
+            "Invalid params: cwd: must not contain a NUL character",
+        ),
+        (
+            {"command": ["true"], "env": {"A": "b\0"}},
+            -32602,
+            "Invalid params: env.A: must not contain a NUL character",
+        ),
+        (
+            {"command": ["true"], "env": {"A=B": "c"}},
+            -32602,
+            "Invalid params: env.A=B: is not a valid environment variable name",
+        ),
     ],
 )
 async def test_exec_errors(

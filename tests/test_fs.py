@@ -101,6 +101,10 @@ async def test_errors_name_the_field_or_the_os_reason(
                 c, "fs/copy", {"sourcePath": f"{root}/a.txt", "destinationPath": "x"}
             )
             assert err.code == -32602 and err.data["errors"][0]["path"] == "destinationPath"
+            for method in ("fs/readFile", "fs/remove", "fs/getMetadata", "fs/readDirectory"):
+                err = await rpc_error(c, method, {"path": f"{root}/a\0b"})
+                assert err.code == -32602, method
+                assert err.message == "Invalid params: path: must not contain a NUL character"
 
             missing: list[tuple[str, dict[str, Any]]] = [
                 ("fs/readFile", {"path": f"{root}/missing"}),

@@ -28,9 +28,19 @@ def _checked_size(size: ct.TerminalSize) -> ct.TerminalSize:
     return size
 
 
+def _no_nul(field: str, text: str) -> str:
+    if "\0" in text:
+        raise InvalidParams.field(field, "must not contain a NUL character")
+    return text
+
+
 def _environment(overrides: dict[str, str | None] | None) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in (overrides or {}).items():
+        if not name or "=" in name or "\0" in name:
+            raise InvalidParams.field(f"env.{name}", "is not a valid environment variable name")
+        if value is not None:
+            _no_nul(f"env.{name}", value)
         if value is None:
             env.pop(name, None)
         else:
@@ -41,6 +51,10 @@ def _environment(overrides: dict[str, str | None] | None) -> dict[str, str]:
 def _spawn_spec(s: Services, p: ct.CommandExecParams) -> execs.Spawn:
     if not p.command:
         raise InvalidRequest("command must not be empty")
+    for index, arg in enumerate(p.command):
+        _no_nul(f"command[{index}]", arg)
+    if p.cwd:
+        _no_nul("cwd", p.cwd)
     streaming = p.tty or p.stream_stdin or p.stream_stdout_stderr
     if streaming and p.process_id is None:
         raise InvalidRequest("command/exec tty or streaming requires a client-supplied processId")

@@ -34,6 +34,8 @@ MAX_READ_BYTES = 32 * 1024 * 1024
 
 
 def absolute(path: str, field: str = "path") -> str:
+    if "\0" in path:
+        raise InvalidParams.field(field, "must not contain a NUL character")
     if not os.path.isabs(path):
         raise InvalidParams.field(field, f"must be an absolute path, got {path!r}")
     return os.path.normpath(path)

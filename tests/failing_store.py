@@ -28,6 +28,7 @@ import attrs
 import pytest
 
 from appserver.store.base import ListQuery, ThreadPage, ThreadRecord, ThreadStore, TurnRecord
+from appserver.store.pages import LoadState, TurnPage
 from appserver.store.sqlite import open_sqlite_store, store_error
 
 Mode = Literal["before", "after"]
@@ -143,6 +144,12 @@ class FailingStore:
 
     async def get_turns(self, thread_id: str) -> list[TurnRecord]:
         return await self.inner.get_turns(thread_id)
+
+    async def load_state(self, thread_id: str) -> LoadState | None:
+        return await self.inner.load_state(thread_id)
+
+    async def list_turn_summaries(self, thread_id: str, **kwargs: Any) -> TurnPage:
+        return await self.inner.list_turn_summaries(thread_id, **kwargs)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

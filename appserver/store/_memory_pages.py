@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from appserver.store.base import SortDirection, UnknownItemAnchor
+from appserver.store.base import SortDirection, TurnStatus, UnknownItemAnchor
 from appserver.store.cursor import clone_json
 from appserver.store.pages import (
     ItemEntry,
@@ -14,20 +14,30 @@ from appserver.store.pages import (
     TurnPage,
     decode_position,
     page_positions,
+    summary_items,
     window,
 )
 
 if TYPE_CHECKING:
-    from appserver.store.memory import _Thread
+    from appserver.store._memory_records import MemThread
+
+
+def turn_state(thread: MemThread) -> tuple[list[str], TurnStatus | None]:
+    """(ids of the thread's turns ``inProgress``, the last turn's status)."""
+    running = [turn.id for turn in thread.turn_order if turn.status == "inProgress"]
+    last = thread.turn_order[-1].status if thread.turn_order else None
+    return running, last
 
 
 def turn_page(
-    thread: _Thread | None,
+    thread: MemThread | None,
     thread_id: str,
     limit: int,
     cursor: str | None,
     direction: SortDirection,
     with_items: bool,
+    *,
+    summary: bool = False,
 ) -> TurnPage:
     position = None if cursor is None else decode_position(cursor, "turns", thread_id)
     limit = max(1, limit)
@@ -40,12 +50,18 @@ def turn_page(
     next_cursor, backwards = page_positions(
         "turns", thread_id, [turn.seq for turn in picked], limit
     )
-    turns = [turn.record(thread_id, with_items=with_items) for turn in picked[:limit]]
+    turns = [
+        turn.record(thread_id, with_items=with_items and not summary) for turn in picked[:limit]
+    ]
+    if summary:  # only the shown items are copied
+        for record, turn in zip(turns, picked, strict=False):
+            shown = summary_items(turn.status, list(turn.items.values()))
+            record.items.extend(clone_json(item) for item in shown)
     return TurnPage(turns=turns, next_cursor=next_cursor, backwards_cursor=backwards)
 
 
 def item_page(
-    thread: _Thread | None,
+    thread: MemThread | None,
     thread_id: str,
     limit: int,
     cursor: str | None,

@@ -102,7 +102,34 @@ _V3: Final = (
     "CREATE INDEX threads_cwd_recency ON threads (archived, cwd, recency_at, id)",
 )
 
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2), (3, _V3))
+# The item type (a virtual column computed from the JSON body, so every writer fills it),
+# indexed with its turn: a turns/list `summary` page reads each turn's user messages and
+# final agent message without reading its other items (_sqlite_pages.summary_page).
+_V4: Final = (
+    "ALTER TABLE items ADD COLUMN type TEXT "
+    "GENERATED ALWAYS AS (json_extract(body, '$.type')) VIRTUAL",
+    "CREATE INDEX items_by_type ON items (turn_seq, type, seq)",
+)
+
+# thread/inject_items: raw Responses API items in the model-visible history, in order,
+# each after the turn that was the thread's last when it came (0: before any turn).
+_V5: Final = (
+    """CREATE TABLE injected_items (
+        seq INTEGER PRIMARY KEY,
+        thread_id TEXT NOT NULL REFERENCES threads (id),
+        after_turn_seq INTEGER NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX injected_items_by_thread ON injected_items (thread_id, seq)",
+)
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
+    (1, _V1),
+    (2, _V2),
+    (3, _V3),
+    (4, _V4),
+    (5, _V5),
+)
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 

@@ -5,17 +5,23 @@ turn's items through ``items_by_turn (turn_seq, seq)``; a page is one index rang
 ``limit + 1`` entries whatever its depth, plus one ``items_by_turn`` lookup per turn when
 items are wanted. A thread-wide item page walks the thread's turns and their items
 (the items table has no thread column), which costs O(items of the thread).
+
+A ``summary`` page (``summary_page``) reads per turn only its user messages and its last
+agent message, through ``items_by_type (turn_seq, type, seq)`` (schema 4), and
+``turn_state`` answers what loading a thread needs (crash-cut turns, the last turn's
+status) from the turns table alone: neither reads the items they do not show.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
-from appserver.store.base import TurnRecord, UnknownItemAnchor
+from appserver.store.base import TurnRecord, TurnStatus, UnknownItemAnchor
 from appserver.store.pages import ItemEntry, ItemPage, Position, TurnPage, page_positions
 
-__all__ = ["item_page", "turn_page"]
+__all__ = ["item_page", "summary_page", "turn_page", "turn_state"]
 
 
 def _beyond(
@@ -27,6 +33,56 @@ def _beyond(
     return f" AND {column} {op} ?", (position.seq,)
 
 
+def _summary_items(conn: sqlite3.Connection, turn_seq: int, status: str) -> list[dict[str, Any]]:
+    """The turn's user messages, then (completed turns) its last agent message."""
+    bodies = [
+        body
+        for (body,) in conn.execute(
+            "SELECT body FROM items INDEXED BY items_by_type "
+            "WHERE turn_seq = ? AND type = 'userMessage' ORDER BY seq",
+            (turn_seq,),
+        )
+    ]
+    if status == "completed":
+        final = conn.execute(
+            "SELECT body FROM items INDEXED BY items_by_type "
+            "WHERE turn_seq = ? AND type = 'agentMessage' ORDER BY seq DESC LIMIT 1",
+            (turn_seq,),
+        ).fetchone()
+        if final is not None:
+            bodies.append(final[0])
+    return [json.loads(body) for body in bodies]
+
+
+def turn_state(conn: sqlite3.Connection, thread_id: str) -> tuple[list[str], TurnStatus | None]:
+    """(ids of the thread's turns stored ``inProgress``, the last turn's status)."""
+    running = [
+        turn_id
+        for (turn_id,) in conn.execute(
+            "SELECT id FROM turns INDEXED BY turns_by_thread "
+            "WHERE thread_id = ? AND status = 'inProgress' ORDER BY seq",
+            (thread_id,),
+        )
+    ]
+    last = conn.execute(
+        "SELECT status FROM turns INDEXED BY turns_by_thread "
+        "WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone()
+    return running, None if last is None else last[0]
+
+
+def summary_page(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    position: Position | None,
+    descending: bool,
+    limit: int,
+) -> TurnPage:
+    """``turn_page`` whose turns carry only their ``summary`` items (pages.summary_items)."""
+    return turn_page(conn, thread_id, position, descending, limit, with_items=False, summary=True)
+
+
 def turn_page(
     conn: sqlite3.Connection,
     thread_id: str,
@@ -34,6 +90,8 @@ def turn_page(
     descending: bool,
     limit: int,
     with_items: bool,
+    *,
+    summary: bool = False,
 ) -> TurnPage:
     where, args = _beyond("seq", position, descending)
     order = "DESC" if descending else "ASC"
@@ -46,7 +104,9 @@ def turn_page(
     turns: list[TurnRecord] = []
     for seq, turn_id, status, error, started, completed in rows[:limit]:
         items = []
-        if with_items:
+        if summary:
+            items = _summary_items(conn, seq, status)
+        elif with_items:
             items = [
                 json.loads(body)
                 for (body,) in conn.execute(

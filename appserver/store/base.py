@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from appserver.store.pages import ItemPage, TurnPage
+    from appserver.store.pages import ItemPage, LoadState, TurnPage
 
 TurnStatus = Literal["inProgress", "completed", "interrupted", "failed"]
 SortKey = Literal["created_at", "updated_at", "recency_at"]
@@ -107,6 +107,25 @@ class ThreadPage:
     backwards_cursor: str | None
 
 
+@attrs.frozen(kw_only=True)
+class InjectedItem:
+    """A raw Responses API item that thread/inject_items appended to the model-visible
+    history: ``after_turn_id`` is the turn that was the thread's last when it came (None:
+    it came before any turn)."""
+
+    after_turn_id: str | None
+    item: Any
+
+
+@attrs.frozen(kw_only=True)
+class RevertedHistory:
+    """What thread/revert left: inclusive backwards cursors (``store/pages.py``) at the last
+    remaining turn and the last remaining item (None when there is none)."""
+
+    turns_backwards_cursor: str | None
+    items_backwards_cursor: str | None
+
+
 _UNSET: Any = object()
 
 
@@ -175,6 +194,24 @@ class ThreadStore(Protocol):
         this thread's turns. An unknown thread has no turns."""
         ...
 
+    async def list_turn_summaries(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+    ) -> TurnPage:
+        """``list_turns`` whose turns carry only what the ``summary`` view shows
+        (``pages.summary_items``: user messages, a completed turn's final agent
+        message), read without the turns' other items."""
+        ...
+
+    async def load_state(self, thread_id: str) -> LoadState | None:
+        """The record, the ids of turns stored ``inProgress`` and the last turn's status
+        (``pages.LoadState``), without reading items; None for an unknown thread."""
+        ...
+
     async def list_items(
         self,
         thread_id: str,
@@ -190,5 +227,33 @@ class ThreadStore(Protocol):
         that item of the turn, exclusive; UnknownItemAnchor if the turn has no such
         item. An unknown turn or thread has no items."""
         ...
+
+    # --- thread lifecycle (thread/fork, /delete, /revert, /inject_items) ---
+    async def import_thread(self, record: ThreadRecord, turns: list[TurnRecord]) -> None:
+        """Store a new thread holding ``turns`` with their items (ids, statuses and times
+        as given, in that order), in one write: a fork. AlreadyStored if the id is taken."""
+        ...
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        """Remove the thread and everything stored about it (turns, items, injected items,
+        settings, sort key history); False if it was not stored."""
+        ...
+
+    async def revert_thread(
+        self, thread_id: str, before_turn_id: str, *, updated_at: int
+    ) -> RevertedHistory:
+        """Drop ``before_turn_id`` and every later turn (their items, the items injected
+        after them); set updated_at. ThreadNotStored / TurnNotStored for unknown ids."""
+        ...
+
+    async def inject_items(self, thread_id: str, items: list[Any]) -> None:
+        """Append raw model items after the thread's current last turn (ThreadNotStored)."""
+        ...
+
+    async def get_injected_items(self, thread_id: str) -> list[InjectedItem]:
+        """The injected items in the order they came (an unknown thread has none)."""
+        ...
+
+    # --- end of thread lifecycle ---
 
     async def aclose(self) -> None: ...

@@ -14,16 +14,18 @@ import heapq
 import time
 from typing import Any
 
-import attrs
 import trio
 
-from appserver.store._memory_pages import item_page, turn_page
+from appserver.store import _memory_lifecycle as lifecycle
+from appserver.store._memory_pages import item_page, turn_page, turn_state
+from appserver.store._memory_records import Ids, MemThread, MemTurn, copy_thread, matches
 from appserver.store.base import (
     _UNSET,
+    InjectedItem,
     InvalidCursor,
     ListQuery,
+    RevertedHistory,
     SortDirection,
-    SortKey,
     ThreadNotStored,
     ThreadPage,
     ThreadRecord,
@@ -35,102 +37,17 @@ from appserver.store.cursor import (
     beyond,
     clone_json,
     decode_cursor,
-    fold,
     item_id,
     page_cursors,
 )
 from appserver.store.errors import AlreadyStored, StoreClosed, TurnNotStored
 from appserver.store.pages import (
     ItemPage,
+    LoadState,
     TurnPage,
 )
 
 __all__ = ["MemoryStore"]
-
-
-@attrs.define
-class _Turn:
-    id: str
-    status: TurnStatus
-    seq: int = 0  # insertion seq (page cursors), as SQLite's turns.seq
-    error: dict[str, Any] | None = None
-    items: dict[str, dict[str, Any]] = attrs.Factory(dict)
-    item_seqs: dict[str, int] = attrs.Factory(dict)
-    started_at_ms: int | None = None
-    completed_at_ms: int | None = None
-
-    def record(self, thread_id: str, *, with_items: bool = True) -> TurnRecord:
-        items = [clone_json(item) for item in self.items.values()] if with_items else []
-        return TurnRecord(
-            id=self.id,
-            thread_id=thread_id,
-            status=self.status,
-            error=clone_json(self.error),
-            items=items,
-            started_at_ms=self.started_at_ms,
-            completed_at_ms=self.completed_at_ms,
-        )
-
-
-@attrs.define
-class _Thread:
-    record: ThreadRecord
-    key_seq: int = 0  # change seq of the last updated_at / recency_at change (0: none)
-    # (seq, previous updated_at, previous recency_at)
-    history: list[tuple[int, int, int]] = attrs.Factory(list)
-    turns: dict[str, _Turn] = attrs.Factory(dict)
-    # Insertion seqs, ascending, for keyset pages: of turns, and of items (with theirs).
-    turn_seqs: list[int] = attrs.Factory(list)
-    turn_order: list[_Turn] = attrs.Factory(list)
-    item_seqs: list[int] = attrs.Factory(list)
-    item_order: list[tuple[_Turn, str]] = attrs.Factory(list)
-
-    def key_as_of(self, sort_key: SortKey, snapshot: int) -> int:
-        if sort_key == "created_at":
-            return self.record.created_at
-        current = self.record.updated_at if sort_key == "updated_at" else self.record.recency_at
-        if self.key_seq <= snapshot:
-            return current
-        for seq, updated_at, recency_at in self.history:
-            if seq > snapshot:
-                return updated_at if sort_key == "updated_at" else recency_at
-        return current  # unreachable while the history is intact
-
-
-def _copy_thread(record: ThreadRecord) -> ThreadRecord:
-    return attrs.evolve(record, settings=clone_json(record.settings))
-
-
-@attrs.frozen
-class _Ids:
-    included: frozenset[str] | None
-    excluded: frozenset[str]
-
-    @classmethod
-    def of(cls, query: ListQuery) -> _Ids:
-        included = query.included_ids
-        return cls(None if included is None else frozenset(included), frozenset(query.excluded_ids))
-
-
-def _matches(record: ThreadRecord, query: ListQuery, ids: _Ids) -> bool:
-    if record.archived != query.archived:
-        return False
-    cwds = query.cwds()
-    if cwds is not None and record.cwd not in cwds:
-        return False
-    if ids.included is not None and record.id not in ids.included:
-        return False
-    if record.id in ids.excluded:
-        return False
-    if query.model_providers and record.model_provider not in query.model_providers:
-        return False
-    if query.search_term:
-        term = fold(query.search_term)
-        if term not in fold(record.preview) and (
-            record.name is None or term not in fold(record.name)
-        ):
-            return False
-    return True
 
 
 class MemoryStore:
@@ -140,7 +57,7 @@ class MemoryStore:
         self, *, history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS
     ) -> None:
         self._retention = history_retention_seconds
-        self._threads: dict[str, _Thread] = {}
+        self._threads: dict[str, MemThread] = {}
         self._seq = 0  # global change sequence (bumped by every updated_at change)
         self._rows = 0  # insertion seq of turns and items (as SQLite's row seqs)
         self._pruned_seq = 0  # history rows with seq <= this are forgotten
@@ -152,20 +69,20 @@ class MemoryStore:
         if self._closed:
             raise StoreClosed("the memory store is closed")
 
-    def _thread(self, thread_id: str) -> _Thread:
+    def _thread(self, thread_id: str) -> MemThread:
         thread = self._threads.get(thread_id)
         if thread is None:
             raise ThreadNotStored(f"thread {thread_id} is not stored")
         return thread
 
-    def _turn(self, thread_id: str, turn_id: str) -> _Turn:
+    def _turn(self, thread_id: str, turn_id: str) -> MemTurn:
         turn = self._thread(thread_id).turns.get(turn_id)
         if turn is None:
             raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
         return turn
 
     def _set_updated_at(
-        self, thread: _Thread, updated_at: int, *, recency_at: int | None = None
+        self, thread: MemThread, updated_at: int, *, recency_at: int | None = None
     ) -> None:
         record = thread.record
         previous, previous_recency = record.updated_at, record.recency_at
@@ -184,7 +101,8 @@ class MemoryStore:
         pruned = 0
         while self._log and self._log[0][2] < cutoff:
             seq, thread_id, _ = self._log.popleft()
-            history = self._threads[thread_id].history
+            gone = self._threads.get(thread_id)  # None: deleted since
+            history = [] if gone is None else gone.history
             if history and history[0][0] == seq:
                 del history[0]
             self._pruned_seq = max(self._pruned_seq, seq)
@@ -197,12 +115,12 @@ class MemoryStore:
         await self._enter()
         if record.id in self._threads:
             raise AlreadyStored(f"thread {record.id} is already stored")
-        self._threads[record.id] = _Thread(record=_copy_thread(record))
+        self._threads[record.id] = MemThread(record=copy_thread(record))
 
     async def get_thread(self, thread_id: str) -> ThreadRecord | None:
         await self._enter()
         thread = self._threads.get(thread_id)
-        return None if thread is None else _copy_thread(thread.record)
+        return None if thread is None else copy_thread(thread.record)
 
     async def update_thread(
         self,
@@ -249,10 +167,10 @@ class MemoryStore:
             snapshot = cursor.snapshot
         descending = query.direction == "desc"
         rows: list[tuple[int, str, ThreadRecord]] = []
-        ids = _Ids.of(query)
+        ids = Ids.of(query)
         for thread in self._threads.values():
             record = thread.record
-            if not _matches(record, query, ids):
+            if not matches(record, query, ids):
                 continue
             value = thread.key_as_of(key, snapshot)
             if beyond(value, record.id, cursor, descending):
@@ -262,7 +180,7 @@ class MemoryStore:
         top = pick(limit + 1, rows, key=lambda row: (row[0], row[1]))
         next_cursor, backwards = page_cursors([(k, i) for k, i, _ in top], limit, key, snapshot)
         return ThreadPage(
-            threads=[_copy_thread(record) for _, _, record in top[:limit]],
+            threads=[copy_thread(record) for _, _, record in top[:limit]],
             next_cursor=next_cursor,
             backwards_cursor=backwards,
         )
@@ -287,7 +205,7 @@ class MemoryStore:
         if turn_id in thread.turns:
             raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
         self._rows += 1
-        turn = _Turn(id=turn_id, status="inProgress", seq=self._rows, started_at_ms=started_at_ms)
+        turn = MemTurn(id=turn_id, status="inProgress", seq=self._rows, started_at_ms=started_at_ms)
         thread.turns[turn_id] = turn
         thread.turn_seqs.append(turn.seq)
         thread.turn_order.append(turn)
@@ -348,6 +266,26 @@ class MemoryStore:
             self._threads.get(thread_id), thread_id, limit, cursor, direction, with_items
         )
 
+    async def list_turn_summaries(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+    ) -> TurnPage:
+        await self._enter()
+        thread = self._threads.get(thread_id)
+        return turn_page(thread, thread_id, limit, cursor, direction, False, summary=True)
+
+    async def load_state(self, thread_id: str) -> LoadState | None:
+        record = await self.get_thread(thread_id)
+        thread = self._threads.get(thread_id)
+        if record is None or thread is None:
+            return None
+        running, last = turn_state(thread)
+        return LoadState(record=record, running_turn_ids=running, last_turn_status=last)
+
     async def list_items(
         self,
         thread_id: str,
@@ -361,6 +299,35 @@ class MemoryStore:
         await self._enter()
         thread = self._threads.get(thread_id)
         return item_page(thread, thread_id, limit, cursor, direction, turn_id, after_item)
+
+    # -- thread lifecycle (_memory_lifecycle) ----------------------------------------
+
+    async def import_thread(self, record: ThreadRecord, turns: list[TurnRecord]) -> None:
+        await self._enter()
+        if record.id in self._threads:
+            raise AlreadyStored(f"thread {record.id} is already stored")
+        self._threads[record.id] = lifecycle.imported(self, record, turns)
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        await self._enter()
+        return self._threads.pop(thread_id, None) is not None
+
+    async def revert_thread(
+        self, thread_id: str, before_turn_id: str, *, updated_at: int
+    ) -> RevertedHistory:
+        await self._enter()
+        thread = self._thread(thread_id)
+        reverted = lifecycle.revert_turns(thread, thread_id, before_turn_id)
+        self._set_updated_at(thread, updated_at)
+        return reverted
+
+    async def inject_items(self, thread_id: str, items: list[Any]) -> None:
+        await self._enter()
+        lifecycle.inject(self._thread(thread_id), items)
+
+    async def get_injected_items(self, thread_id: str) -> list[InjectedItem]:
+        await self._enter()
+        return lifecycle.injected_items(self._threads.get(thread_id))
 
     # -- maintenance -----------------------------------------------------------------
 

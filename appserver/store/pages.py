@@ -25,11 +25,12 @@ from typing import Any, Final, Literal, cast
 
 import attrs
 
-from appserver.store.base import InvalidCursor, TurnRecord
+from appserver.store.base import InvalidCursor, ThreadRecord, TurnRecord, TurnStatus
 
 __all__ = [
     "ItemEntry",
     "ItemPage",
+    "LoadState",
     "PageKind",
     "Position",
     "TurnPage",
@@ -65,6 +66,28 @@ class TurnPage:
     turns: list[TurnRecord]
     next_cursor: str | None
     backwards_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class LoadState:
+    """What loading a thread needs from the store, without reading any item: the record,
+    the ids of its turns stored ``inProgress`` (cut off by a crash; in insertion order)
+    and the status of its last turn (None: no turns)."""
+
+    record: ThreadRecord
+    running_turn_ids: list[str]
+    last_turn_status: TurnStatus | None
+
+
+def summary_items(status: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items a turn's ``summary`` view shows, in order: its user messages, then (a
+    completed turn only) its final agent message, as the reference's summary."""
+    users = [item for item in items if item.get("type") == "userMessage"]
+    if status == "completed":
+        for item in reversed(items):
+            if item.get("type") == "agentMessage":
+                return [*users, item]
+    return users
 
 
 @attrs.frozen(kw_only=True)

@@ -1,10 +1,11 @@
 """``SqliteStore``: the ThreadStore in one SQLite file (WAL, ``synchronous=NORMAL``).
 
-Concurrency: every SQLite call runs in a worker thread (``trio.to_thread.run_sync``). One
-writer connection, serialized by a ``CapacityLimiter(1)``, runs each write as one
-``BEGIN IMMEDIATE`` transaction; a separate read-only connection (own limiter) serves
-reads, each in one read transaction, so a read never waits for a write. A write that has
-started in its thread always finishes (cancellation only stops it from starting).
+Concurrency (the plumbing is in ``_sqlite_conn``): every SQLite call runs in a worker
+thread (``trio.to_thread.run_sync``). One writer connection, serialized by a
+``CapacityLimiter(1)``, runs each write as one ``BEGIN IMMEDIATE`` transaction; a
+separate read-only connection (own limiter) serves reads, each in one read transaction,
+so a read never waits for a write. A write that has started in its thread always
+finishes (cancellation only stops it from starting).
 
 Layout (``_schema``): threads, turns and items are rows; turns are ordered by their
 insertion seq within the thread, items by insertion seq within the turn, and
@@ -29,28 +30,29 @@ import contextlib
 import json
 import pathlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 
+from appserver.store import _sqlite_lifecycle as lifecycle
 from appserver.store._schema import SCHEMA_VERSION, migrate
+from appserver.store._sqlite_conn import SqliteConnections, set_busy_timeout, store_error
 from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
-from appserver.store._sqlite_pages import item_page, turn_page
+from appserver.store._sqlite_pages import item_page, summary_page, turn_page, turn_state
 from appserver.store._sqlite_rows import (
     INSERT_SETTINGS_SQL,
     INSERT_THREAD_SQL,
     connect_db,
-    prune,
     thread_params,
-    touch,
 )
 from appserver.store.base import (
     _UNSET,
+    InjectedItem,
     ListQuery,
+    RevertedHistory,
     SortDirection,
     StoreError,
-    ThreadNotStored,
     ThreadPage,
     ThreadRecord,
     TurnRecord,
@@ -63,14 +65,8 @@ from appserver.store.cursor import (
     fold,
     item_id,
 )
-from appserver.store.errors import (
-    AlreadyStored,
-    StoreClosed,
-    StoreOpenError,
-    StoreUnavailable,
-    TurnNotStored,
-)
-from appserver.store.pages import ItemPage, TurnPage, decode_position
+from appserver.store.errors import AlreadyStored, StoreOpenError
+from appserver.store.pages import ItemPage, LoadState, TurnPage, decode_position
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -83,53 +79,13 @@ __all__ = [
     "thread_params",
 ]
 
-T = TypeVar("T")
-Row = tuple[Any, ...]
-
 #: How long a write waits for a lock another connection holds before it fails
 #: (``StoreUnavailable``: "database is locked").
 BUSY_TIMEOUT_SECONDS = 5.0
 
-# sqlite3 errors that mean the caller misused the database (a bug), not that it is down.
-_MISUSE = (
-    sqlite3.IntegrityError,
-    sqlite3.ProgrammingError,
-    sqlite3.InterfaceError,
-    sqlite3.DataError,
-    sqlite3.NotSupportedError,
-)
 
-
-def store_error(path: pathlib.Path, exc: sqlite3.Error) -> StoreError:
-    """The store error for an sqlite3 error on the store at ``path``: StoreUnavailable
-    (naming the path and SQLite's reason) unless the database was misused."""
-    message = f"store at {path}: {exc}"
-    return StoreError(message) if isinstance(exc, _MISUSE) else StoreUnavailable(message)
-
-
-def _set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
-
-
-class SqliteStore:
+class SqliteStore(SqliteConnections):
     """A ThreadStore in an SQLite file; open it with :func:`open_sqlite_store`."""
-
-    def __init__(
-        self,
-        path: pathlib.Path,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
-        *,
-        history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
-    ) -> None:
-        self.path = path
-        self.history_retention_seconds = history_retention_seconds
-        #: how many ``inProgress`` turns the open turned ``interrupted``
-        self.interrupted_at_open = 0
-        self._writer: sqlite3.Connection | None = writer
-        self._reader: sqlite3.Connection | None = reader
-        self._write_limiter = trio.CapacityLimiter(1)
-        self._read_limiter = trio.CapacityLimiter(1)
 
     @classmethod
     async def open(
@@ -148,10 +104,10 @@ class SqliteStore:
         def connect() -> SqliteStore:
             writer = connect_db(path, read_only=False)
             try:
-                _set_busy_timeout(writer, wait)
+                set_busy_timeout(writer, wait)
                 migrate(writer, path)
                 reader = connect_db(path, read_only=True)
-                _set_busy_timeout(reader, wait)
+                set_busy_timeout(reader, wait)
             except BaseException:
                 writer.close()
                 raise
@@ -170,72 +126,6 @@ class SqliteStore:
                 raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
             raise
         return store
-
-    # -- plumbing --------------------------------------------------------------------
-
-    def _run(
-        self, conn: sqlite3.Connection | None, begin: str, fn: Callable[[sqlite3.Connection], T]
-    ) -> T:
-        """Run ``fn(conn)`` in one transaction (in a worker thread)."""
-        if conn is None:
-            raise StoreClosed(f"the store at {self.path} is closed")
-        try:
-            conn.execute(begin)
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise store_error(self.path, exc) from exc
-        except UnicodeEncodeError as exc:
-            raise StoreError(f"store at {self.path}: text is not valid Unicode") from exc
-        return result
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(
-            lambda: self._run(self._writer, "BEGIN IMMEDIATE", fn), limiter=self._write_limiter
-        )
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(
-            lambda: self._run(self._reader, "BEGIN", fn), limiter=self._read_limiter
-        )
-
-    def _updated_at(self, conn: sqlite3.Connection, thread_id: str) -> int:
-        row = conn.execute("SELECT updated_at FROM threads WHERE id = ?", (thread_id,)).fetchone()
-        if row is None:
-            raise ThreadNotStored(f"thread {thread_id} is not stored")
-        return int(row[0])
-
-    def _turn_seq(self, conn: sqlite3.Connection, thread_id: str, turn_id: str) -> int:
-        row = conn.execute(
-            "SELECT seq FROM turns WHERE thread_id = ? AND id = ?", (thread_id, turn_id)
-        ).fetchone()
-        if row is None:
-            self._updated_at(conn, thread_id)
-            raise TurnNotStored(f"turn {turn_id} of thread {thread_id} is not stored")
-        return int(row[0])
-
-    def _touch(
-        self,
-        conn: sqlite3.Connection,
-        thread_id: str,
-        old: int,
-        new: int,
-        *,
-        recency_at: int | None = None,
-    ) -> None:
-        """Set updated_at (and recency_at), recording the change in the cursor history."""
-        touch(conn, thread_id, old, new, recency_at=recency_at)
-        prune(conn, self.history_retention_seconds)
-
-    @staticmethod
-    def _prune(conn: sqlite3.Connection, max_age_seconds: float) -> int:
-        return prune(conn, max_age_seconds)
 
     # -- threads ---------------------------------------------------------------------
 
@@ -417,6 +307,25 @@ class SqliteStore:
         desc, n = direction == "desc", max(1, limit)
         return await self._read(lambda conn: turn_page(conn, thread_id, at, desc, n, with_items))
 
+    async def list_turn_summaries(
+        self,
+        thread_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        direction: SortDirection = "desc",
+    ) -> TurnPage:
+        at = None if cursor is None else decode_position(cursor, "turns", thread_id)
+        desc, n = direction == "desc", max(1, limit)
+        return await self._read(lambda conn: summary_page(conn, thread_id, at, desc, n))
+
+    async def load_state(self, thread_id: str) -> LoadState | None:
+        record = await self.get_thread(thread_id)
+        if record is None:
+            return None
+        running, last = await self._read(lambda conn: turn_state(conn, thread_id))
+        return LoadState(record=record, running_turn_ids=running, last_turn_status=last)
+
     async def list_items(
         self,
         thread_id: str,
@@ -433,41 +342,37 @@ class SqliteStore:
             lambda conn: item_page(conn, thread_id, at, desc, n, turn_id, after_item)
         )
 
-    # -- maintenance -----------------------------------------------------------------
+    # -- thread lifecycle (SQL: _sqlite_lifecycle) -----------------------------------
 
-    async def interrupt_running_turns(self) -> int:
-        """Mark every ``inProgress`` turn ``interrupted``; return how many changed."""
+    async def import_thread(self, record: ThreadRecord, turns: list[TurnRecord]) -> None:
+        params, settings = thread_params(record), dump_json(record.settings)
 
-        def write(conn: sqlite3.Connection) -> int:
-            sql = "UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress'"
-            return int(conn.execute(sql).rowcount)
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute(INSERT_THREAD_SQL, params).rowcount == 0:
+                raise AlreadyStored(f"thread {record.id} is already stored")
+            conn.execute(INSERT_SETTINGS_SQL, (record.id, settings))
+            lifecycle.import_turns(conn, record.id, turns)
+
+        await self._write(write)
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        return await self._write(lambda conn: lifecycle.delete_thread(conn, thread_id))
+
+    async def revert_thread(
+        self, thread_id: str, before_turn_id: str, *, updated_at: int
+    ) -> RevertedHistory:
+        def write(conn: sqlite3.Connection) -> RevertedHistory:
+            reverted = lifecycle.revert_thread(conn, thread_id, before_turn_id)
+            self._touch(conn, thread_id, self._updated_at(conn, thread_id), updated_at)
+            return reverted
 
         return await self._write(write)
 
-    async def prune_history(self, max_age_seconds: float | None = None) -> int:
-        """Forget updated_at history older than ``max_age_seconds`` (default: the
-        retention); return how many entries went. Cursors older than that may expire."""
-        age = self.history_retention_seconds if max_age_seconds is None else max_age_seconds
-        return await self._write(lambda conn: self._prune(conn, age))
+    async def inject_items(self, thread_id: str, items: list[Any]) -> None:
+        await self._write(lambda conn: lifecycle.inject_items(conn, thread_id, items))
 
-    async def aclose(self) -> None:
-        """Close both connections (idempotent; waits for the running call, if any)."""
-
-        def close_reader() -> None:
-            reader, self._reader = self._reader, None
-            if reader is not None:
-                reader.close()
-
-        def close_writer() -> None:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    writer.execute("PRAGMA optimize")
-                writer.close()  # the last connection: checkpoints and removes the WAL
-
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(close_reader, limiter=self._read_limiter)
-            await trio.to_thread.run_sync(close_writer, limiter=self._write_limiter)
+    async def get_injected_items(self, thread_id: str) -> list[InjectedItem]:
+        return await self._read(lambda conn: lifecycle.injected_items(conn, thread_id))
 
 
 @contextlib.asynccontextmanager

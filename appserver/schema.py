@@ -27,10 +27,10 @@ from typing import Any, Literal, NoReturn
 import attrs
 
 from appserver.protocol import envelopes
-from appserver.protocol.converter import camel
+from appserver.protocol.converter import field_wire_name
 from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
 from appserver.protocol.notifications import NOTIFICATIONS
-from appserver.protocol.results import RESULTS, V1_METHODS, wire_name
+from appserver.protocol.results import RESULTS, TOP_LEVEL_METHODS, V1_METHODS, wire_name
 from appserver.protocol.server_requests import SERVER_REQUESTS
 from appserver.protocol.wire import WIRE_SCHEMA, RequestId, is_wire_required
 
@@ -119,7 +119,7 @@ class SchemaGenerator:
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in attrs.fields(cls):
-            name = camel(field.name)
+            name = field_wire_name(cls, field.name)
             if WIRE_SCHEMA in field.metadata:
                 schema = dict(field.metadata[WIRE_SCHEMA])
             else:
@@ -190,8 +190,10 @@ def _envelope(
 
 def method_files(method: str) -> tuple[str, str]:
     """The params and response schema files of a client→server method."""
-    folder = "v1" if method in V1_METHODS else "v2"
     stem = wire_name(method)
+    if method in TOP_LEVEL_METHODS:
+        return f"{stem}Params.json", f"{stem}Response.json"
+    folder = "v1" if method in V1_METHODS else "v2"
     return f"{folder}/{stem}Params.json", f"{folder}/{stem}Response.json"
 
 

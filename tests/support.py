@@ -45,6 +45,7 @@ RESPONSE_SCHEMAS = {
     "model/list": "v2/ModelListResponse.json",
     "modelProvider/list": "v2/ModelProviderListResponse.json",
     "experimentalFeature/list": "v2/ExperimentalFeatureListResponse.json",
+    "fuzzyFileSearch": "FuzzyFileSearchResponse.json",
 }
 
 

@@ -1,6 +1,7 @@
-"""`model/list` and `modelProvider/list`: the agent backends this server has, in Codex
-0.171's shapes. Each backend is a model provider (a thread picks one by `modelProvider`)
-with the one model a thread of it gets when it names none."""
+"""`model/list`, `modelProvider/list` and `modelProvider/capabilities/read`: the agent
+backends this server has, in Codex 0.171's shapes. Each backend is a model provider (a
+thread picks one by `modelProvider`) with the one model a thread of it gets when it
+names none."""
 
 from __future__ import annotations
 
@@ -146,7 +147,18 @@ async def model_provider_list(
     )
 
 
+async def model_provider_capabilities_read(
+    s: Services, ctx: RequestContext, p: ModelProviderListParams
+) -> r.ModelProviderCapabilitiesReadResponse:
+    """The reference answers for its configured provider (it takes no params and ignores
+    any). Neither of appserver's backends has an image generation or a web search tool:
+    the builtin agent follows directives and the OpenAI-compatible one offers only its
+    shell tool, so both capabilities are false whichever provider is the default."""
+    return r.ModelProviderCapabilitiesReadResponse(image_generation=False, web_search=False)
+
+
 METHODS: dict[str, Handler] = {
     "model/list": model_list,
     "modelProvider/list": model_provider_list,
+    "modelProvider/capabilities/read": model_provider_capabilities_read,
 }

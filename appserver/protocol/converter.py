@@ -49,6 +49,13 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def field_wire_name(cls: type, name: str) -> str:
+    """A field's wire name: camelCase, except in the few classes whose every field keeps
+    its snake_case name on the wire (``__wire_snake_case__ = True``, e.g. Codex's
+    ``FuzzyFileSearchResult``)."""
+    return name if getattr(cls, "__wire_snake_case__", False) else camel(name)
+
+
 def type_name(value: object) -> str:
     if value is None:
         return "null"
@@ -119,13 +126,13 @@ def make_converter() -> cattrs.Converter:
 
     def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
         renames: dict[str, Any] = {
-            a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)
+            a.name: override(rename=field_wire_name(cls, a.name)) for a in attrs.fields(cls)
         }
         return _wrap_object_hook(cls, make_dict_structure_fn(cls, conv, **renames))
 
     def unstructure_factory(cls: type) -> Callable[[Any], Any]:
         renames: dict[str, Any] = {
-            a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)
+            a.name: override(rename=field_wire_name(cls, a.name)) for a in attrs.fields(cls)
         }
         return make_dict_unstructure_fn(cls, conv, **renames)
 

@@ -100,3 +100,29 @@ async def test_paging_errors(connect: ConnectFactory) -> None:
                 {"threadId": thread_id, "cursor": anchor, "turnId": turns["data"][0]["id"]},
             )
             assert error.code == -32602
+
+
+async def test_summary_view_shows_the_user_messages_and_the_final_answer(
+    connect: ConnectFactory,
+) -> None:
+    """The summary page reads only those items from the store (issue 14), loaded or not."""
+    with trio.fail_after(TIMEOUT):
+        async with connect() as client:
+            await client.initialize("pager")
+            thread_id = await new_thread(client)
+            await run_turn(client, thread_id, "/say first\n/say second\n/say last")
+            for loaded in (True, False):
+                if not loaded:
+                    await unload(client, thread_id)
+                views = {}
+                for view in ("summary", "full"):
+                    params = {"threadId": thread_id, "itemsView": view}
+                    (views[view],) = (await client.request("thread/turns/list", params))["data"]
+                full = views["full"]["items"]
+                assert [i["type"] for i in full] == ["userMessage"] + ["agentMessage"] * 3
+                assert views["summary"]["items"] == [full[0], full[-1]]
+                assert views["summary"]["items"][-1]["text"] == "last"
+                assert {k: v for k, v in views["summary"].items() if k != "items"} == {
+                    **{k: v for k, v in views["full"].items() if k != "items"},
+                    "itemsView": "summary",
+                }

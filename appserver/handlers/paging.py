@@ -4,7 +4,8 @@ Both read the store (a loaded thread's own store: an ephemeral thread has a priv
 so a thread need not be loaded. On a loaded thread the running turn appears as in a
 snapshot (threads/registry.py ``snapshot_turns``): in progress, with its items so far.
 Cursors are keyset positions on the store's insertion seqs (store/pages.py): stable while
-turns and items are added.
+turns and items are added. A `summary` page reads only the items it shows (the store's
+`list_turn_summaries`), so its cost does not grow with the turns' other items.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from appserver.protocol.errors import InvalidParams
 from appserver.store.base import InvalidCursor, ThreadStore, TurnRecord, UnknownItemAnchor
 from appserver.store.pages import TurnPage
 from appserver.threads import objects
+from appserver.threads.history import wire_item
 from appserver.threads.loaded import LoadedThread
 from appserver.threads.turn import stored_turn
 
@@ -59,12 +61,17 @@ async def thread_turns_list(
     store, thread = await _store_of(s, thread_id)
 
     async def read() -> TurnPage:
+        limit, direction = _limit(p.limit), p.sort_direction or "desc"
+        if view == "summary":  # the shown items only, not every item of each turn
+            return await store.list_turn_summaries(
+                thread_id, limit=limit, cursor=p.cursor, direction=direction
+            )
         return await store.list_turns(
             thread_id,
-            limit=_limit(p.limit),
+            limit=limit,
             cursor=p.cursor,
-            direction=p.sort_direction or "desc",
-            with_items=view != "notLoaded",
+            direction=direction,
+            with_items=view == "full",
         )
 
     try:
@@ -121,7 +128,7 @@ async def thread_items_list(
         "data": [
             {
                 "turnId": entry.turn_id,
-                "item": entry.item,
+                "item": wire_item(entry.item),
                 "startedAtMs": entry.item.get("startedAtMs"),
                 "completedAtMs": entry.item.get("completedAtMs"),
             }

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import trio
 
-from appserver.agents import Backends
+from appserver.agents import AgentBackend, Backends
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore
@@ -23,7 +23,7 @@ from appserver.threads import objects
 from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread
 from appserver.threads.persist import STORE_RETRY_SECONDS, StoreRetry
 from appserver.threads.requests import ServerRequests
-from appserver.threads.starting import StartedTurn, begin_turn
+from appserver.threads.starting import StartedTurn, begin_special_turn, begin_turn
 from appserver.threads.subscriber import Subscriber
 from appserver.threads.turn import run_turn, stored_turn
 
@@ -112,6 +112,11 @@ class Registry:
         self._subscribe(thread, sub)
         return thread
 
+    def adopt(self, thread: LoadedThread, sub: Subscriber) -> None:
+        """A thread that threads/lifecycle.py stored (a fork): loaded, `sub` subscribed."""
+        self._loaded[thread.id] = thread
+        self._subscribe(thread, sub)
+
     async def load(self, thread_id: str) -> tuple[LoadedThread, bool]:
         """The loaded instance of a stored thread, loading it if needed (single-flight).
         Returns (thread, whether this call loaded it)."""
@@ -129,24 +134,24 @@ class Registry:
             await loading.wait()
         done = self._loading[thread_id] = trio.Event()
         try:
-            record = await self.store.get_thread(thread_id)
-            if record is None:
+            # The record and the turns' statuses only: no item is read (issue 14).
+            state = await self.store.load_state(thread_id)
+            if state is None:
                 raise errors.thread_not_found(thread_id)
+            record = state.record
             if record.archived:
                 raise errors.thread_archived(thread_id)
-            turns = await self.store.get_turns(thread_id)
-            for turn in turns:
-                if turn.status == "inProgress":  # a turn cut off by a crash
-                    await self.store.finish_turn(
-                        thread_id,
-                        turn.id,
-                        status="interrupted",
-                        error=None,
-                        updated_at=record.updated_at,
-                    )
+            for turn_id in state.running_turn_ids:  # turns cut off by a crash
+                await self.store.finish_turn(
+                    thread_id,
+                    turn_id,
+                    status="interrupted",
+                    error=None,
+                    updated_at=record.updated_at,
+                )
             thread = LoadedThread(record, self.store, self.broadcast)
             thread.status_sent = dict(objects.NOT_LOADED)
-            thread.last_failed = bool(turns) and turns[-1].status == "failed"
+            thread.last_failed = state.last_turn_status == "failed"
             self._loaded[thread_id] = thread
             thread.refresh_status()  # notLoaded -> idle / systemError, broadcast
             self._update_idle(thread)
@@ -192,6 +197,20 @@ class Registry:
         self.nursery.start_soon(self._turn_task, thread, started)
         return started.turn
 
+    async def start_special_turn(
+        self,
+        thread: LoadedThread,
+        make_agent: Callable[[AgentBackend], AgentBackend],
+        *,
+        summary_view: bool,
+    ) -> ActiveTurn:
+        """thread/compact/start, thread/shellCommand, review/start (threads/special.py)."""
+        started = await begin_special_turn(
+            thread, self.backends, make_agent, summary_view=summary_view
+        )
+        self.nursery.start_soon(self._turn_task, thread, started)
+        return started.turn
+
     async def _turn_task(self, thread: LoadedThread, started: StartedTurn) -> None:
         try:
             await run_turn(
@@ -203,6 +222,7 @@ class Registry:
                 self._requests.settle_turn,
                 self.store_retry,
                 input_failure=started.input_failure,
+                summary_view=started.summary_view,
             )
         finally:
             self._update_idle(thread)

@@ -389,14 +389,45 @@ async def command_traffic(client: Any) -> None:
 
 async def lifecycle_traffic(client: Any, thread_id: str, cwd: Path) -> None:
     """thread/fork, /revert, /metadata/update, /inject_items, /delete once each."""
+    fork = await client.request("thread/fork", {"threadId": thread_id})
+    fork_id = fork["thread"]["id"]
+    turn = await client.request(
+        "turn/start", {"threadId": fork_id, "input": [{"type": "text", "text": "/say forked"}]}
+    )
+    while (await client.next_notification("turn/completed"))["params"]["turn"]["id"] != turn[
+        "turn"
+    ]["id"]:
+        pass
+    await client.request("thread/revert", {"threadId": fork_id, "beforeTurnId": turn["turn"]["id"]})
+    await client.next_notification("thread/reverted")
+    git = {"branch": "main", "sha": "0123abc", "originUrl": "https://example.com/r.git"}
+    await client.request("thread/metadata/update", {"threadId": fork_id, "gitInfo": git})
+    message = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x"}]}
+    await client.request("thread/inject_items", {"threadId": fork_id, "items": [message]})
+    await client.request("thread/delete", {"threadId": fork_id})
+    await client.next_notification("thread/deleted")
 
 
 async def special_traffic(client: Any, thread_id: str, cwd: Path) -> None:
     """thread/compact/start, thread/shellCommand, review/start once each."""
+    target = {"type": "commit", "sha": "0123456789abcdef", "title": "t"}
+    for method, params in (
+        ("thread/compact/start", {}),
+        ("thread/shellCommand", {"command": "echo shell", "timeoutMs": 10_000}),
+        ("review/start", {"target": target, "delivery": "inline"}),
+    ):
+        await client.request(method, {"threadId": thread_id, **params})
+        await client.next_notification("turn/completed")
 
 
 async def search_traffic(client: Any, cwd: Path) -> None:
-    """fuzzyFileSearch once."""
+    """fuzzyFileSearch once (a file and a directory found), and
+    modelProvider/capabilities/read."""
+    (cwd / "search_dir").mkdir()
+    (cwd / "search_dir" / "search_file.txt").write_text("x")
+    found = await client.request("fuzzyFileSearch", {"query": "search", "roots": [str(cwd)]})
+    assert {f["match_type"] for f in found["files"]} == {"file", "directory"}
+    await client.request("modelProvider/capabilities/read", {})
 
 
 async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json]]:
@@ -459,7 +490,11 @@ async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json
         await client.request("thread/items/list", {"threadId": thread_id})
         for method in sorted(
             set(METHODS)
-            - {m for m in METHODS if m.startswith(("thread/", "turn/", "fs/", "command/"))}
+            - {
+                m
+                for m in METHODS
+                if m.startswith(("thread/", "turn/", "fs/", "command/", "fuzzy", "review/"))
+            }
         ):
             if method != "initialize":
                 await client.request(method, {})

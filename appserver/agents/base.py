@@ -122,10 +122,18 @@ class Compacting(Protocol):
     async def compact(self, ctx: TurnContext) -> str: ...
 
     """Summarise the conversation so far (`ctx.history()`) and return the summary. The
-    server records the turn's `contextCompaction` item; in later turns' `ctx.history()`
-    the turns up to the compaction are replaced by one history entry
-    `{"type": "contextCompaction", "id": ..., "summary": TEXT}` (history only, never on
-    the wire)."""
+    server records the turn's `contextCompaction` item (and stores the summary with it);
+    in later turns' `ctx.history()` the turns up to the compaction are replaced by one
+    history entry `{"type": "contextCompaction", "id": ..., "summary": TEXT}` (history
+    only, never on the wire).
+
+    Precisely (threads/history.py): history() still returns wire Turn objects; it starts
+    at the latest compaction. The turns before the compaction's turn are left out, and
+    the compaction's turn is the first entry (its `id`, `status`, ... as stored) whose
+    `items` begin with that entry (the item with its `summary`), followed by any item
+    the turn held after it (a user shell command that joined it). A compaction that
+    failed or was interrupted stores no summary and replaces nothing. The summary of an
+    earlier compaction reaches `compact` the same way, as the first history entry."""
 
 
 class Reviewing(Protocol):
@@ -136,7 +144,13 @@ class Reviewing(Protocol):
     """Review `target` (the wire ReviewTarget: `uncommittedChanges`, `baseBranch`,
     `commit` or `custom`) in `ctx.cwd`, emitting any items it works with through `ctx`;
     return the review text. The server wraps the work in the `enteredReviewMode` /
-    `exitedReviewMode` items (the latter's `review` is the returned text)."""
+    `exitedReviewMode` items (the latter's `review` is the returned text).
+
+    Precisely (agents/reviews.py): before `review` runs, the turn holds
+    `enteredReviewMode` (the target's label) and a userMessage with the review prompt
+    (the reference's wording per target; `ctx.history()` does not include this turn);
+    after it returns, `exitedReviewMode` and an agentMessage with the text. Raising
+    TurnFailed fails the turn with no `exitedReviewMode`."""
 
 
 class AgentBackend(Protocol):

@@ -3,6 +3,23 @@
 The turn's text input is read line by line. Lines starting with `/` are directives; the
 other non-empty lines are answered first with one agent message `You said: <lines>`; then
 the directives run in order. A turn with neither (no text at all) is answered `You said: `.
+
+Besides PROTOCOL.md §10's directives:
+
+- `/review [INSTRUCTIONS]` reviews within the turn, with the items review/start shows
+  (agents/reviews.py, without the prompt's userMessage): `enteredReviewMode` (label: the
+  trimmed INSTRUCTIONS, or `current changes` without), `exitedReviewMode` and an
+  agentMessage with the review text below. It runs no command (so it needs no approval).
+
+Compaction and review (agents.base.Compacting and Reviewing), both deterministic:
+
+- `compact` summarises `ctx.history()`: the line `Summary of N earlier turn(s):`, then one
+  line per item of those turns, in order: `Earlier summary: S` for a compaction's summary,
+  `User: TEXT` (the userMessage's text inputs joined by a space), `Agent: TEXT`,
+  `Command: CMD (exit N)` (`(STATUS)` without an exit code); other items are left out.
+  With no earlier turn the summary is `Nothing to summarise yet.`
+- `review` reads no code: the review text is `Reviewed LABEL: no findings (the builtin
+  agent reads no code).` with the target's label (agents/reviews.py).
 """
 
 from __future__ import annotations
@@ -17,6 +34,7 @@ import trio
 
 from .base import TurnContext, TurnFailed, agent_message_item, until_steered
 from .files import write_file
+from .reviews import emit_review, review_label
 from .shell import run_command
 
 STREAM_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -130,6 +148,57 @@ async def fail(ctx: TurnContext, message: str) -> None:
     raise TurnFailed(message)
 
 
+NOTHING_TO_SUMMARISE = "Nothing to summarise yet."
+REVIEW_TEXT = "Reviewed {label}: no findings (the builtin agent reads no code)."
+
+
+def summary_of(history: Sequence[dict[str, Any]]) -> str:
+    """The builtin compaction summary of a history (the module doc)."""
+    if not history:
+        return NOTHING_TO_SUMMARISE
+    lines = [f"Summary of {len(history)} earlier turn(s):"]
+    for turn in history:
+        for item in turn.get("items", []):
+            line = _summary_line(item)
+            if line is not None:
+                lines.append(line)
+    return "\n".join(lines)
+
+
+def _summary_line(item: dict[str, Any]) -> str | None:
+    kind = item.get("type")
+    if kind == "contextCompaction" and isinstance(item.get("summary"), str):
+        return f"Earlier summary: {item['summary']}"
+    if kind == "userMessage":
+        texts = [i.get("text", "") for i in item.get("content", []) if i.get("type") == "text"]
+        return "User: " + " ".join(texts)
+    if kind == "agentMessage":
+        return f"Agent: {item.get('text', '')}"
+    if kind == "commandExecution":
+        code = item.get("exitCode")
+        return f"Command: {item.get('command', '')} " + (
+            f"(exit {code})" if code is not None else f"({item.get('status')})"
+        )
+    return None
+
+
+def review_text(target: dict[str, Any]) -> str:
+    return REVIEW_TEXT.format(label=review_label(target))
+
+
+async def review_directive(ctx: TurnContext, instructions: str) -> None:
+    target: dict[str, Any] = (
+        {"type": "custom", "instructions": instructions.strip()}
+        if instructions.strip()
+        else {"type": "uncommittedChanges"}
+    )
+
+    async def work() -> str:
+        return review_text(target)
+
+    await emit_review(ctx, target, work, with_prompt=False)
+
+
 HANDLERS: dict[str, Handler] = {
     "say": say,
     "think": think,
@@ -138,6 +207,7 @@ HANDLERS: dict[str, Handler] = {
     "fail": fail,
     "run": run_command,
     "write": write_file,
+    "review": review_directive,
 }
 
 
@@ -164,3 +234,11 @@ class ScriptAgent:
             if handler is None:
                 raise TurnFailed(f"unknown directive: /{name}")
             await handler(ctx, arg)
+
+    async def compact(self, ctx: TurnContext) -> str:
+        """agents.base.Compacting: the deterministic summary of the module doc."""
+        return summary_of(await ctx.history())
+
+    async def review(self, ctx: TurnContext, target: dict[str, Any]) -> str:
+        """agents.base.Reviewing: the deterministic review of the module doc."""
+        return review_text(target)

@@ -49,6 +49,7 @@ class CommandItem:
     output: list[str] | None = None  # None until a process has been started
     exit_code: int | None = None
     duration_ms: int | None = None
+    source: str = "agent"  # "userShell" for thread/shellCommand (user_shell.py)
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -56,8 +57,11 @@ class CommandItem:
             "type": "commandExecution",
             "command": self.command,
             "cwd": self.cwd,
-            "processId": None if self.process_id is None else str(self.process_id),
-            "source": "agent",
+            # As the reference: a user shell command's item shows no process id.
+            "processId": None
+            if self.process_id is None or self.source == "userShell"
+            else str(self.process_id),
+            "source": self.source,
             "pluginId": None,
             "scriptPath": None,
             "status": self.status,
@@ -170,14 +174,18 @@ async def run_command(ctx: TurnContext, command: str) -> None:
         raise TurnCancelled()
 
 
-async def execute(ctx: TurnContext, item: CommandItem, program: str, gates: Gatekeeper) -> None:
+async def execute(
+    ctx: TurnContext, item: CommandItem, program: str, gates: Gatekeeper | None
+) -> None:
     """Run `sh -c program` (chain.py) in the item's cwd, streaming its output into the item
-    while `gates` answers the program's gates on the shell's stdin. Sets `exit_code` (None
-    if it could not be started), `process_id`, `output` and `duration_ms`. Cancellation
-    kills the process group and propagates."""
+    while `gates` answers the program's gates on the shell's stdin (without gates, the
+    program is the user's command itself and its stdin is /dev/null). Sets `exit_code`
+    (None if it could not be started), `process_id`, `output` and `duration_ms`.
+    Cancellation kills the process group and propagates."""
     output = Output(ctx, item)
     started_at = time.monotonic()
-    ours, theirs = socket.socketpair()
+    # The gates' socket pair: the shell's stdin is `theirs`.
+    ours, theirs = socket.socketpair() if gates is not None else (None, None)
     proc: trio.Process | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -187,7 +195,7 @@ async def execute(ctx: TurnContext, item: CommandItem, program: str, gates: Gate
                         trio.run_process,
                         [SHELL, "-c", program],
                         cwd=item.cwd,
-                        stdin=theirs.fileno(),
+                        stdin=subprocess.DEVNULL if theirs is None else theirs.fileno(),
                         stdout=subprocess.PIPE,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -198,17 +206,19 @@ async def execute(ctx: TurnContext, item: CommandItem, program: str, gates: Gate
             except OSError as exc:
                 await output.emit(f"failed to start {SHELL}: {exc}\n")
             else:
-                theirs.close()  # the shell's now
                 item.process_id = proc.pid
-                stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
-                kill = partial(_signal_group, proc.pid)
-                nursery.start_soon(gates.serve, stream, output, proc.pid, kill)
+                if gates is not None and ours is not None and theirs is not None:
+                    theirs.close()  # the shell's now
+                    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+                    kill = partial(_signal_group, proc.pid)
+                    nursery.start_soon(gates.serve, stream, output, proc.pid, kill)
                 nursery.start_soon(_reap_group, proc, gates)
                 assert proc.stdout is not None
                 await output.pump(proc.stdout)
     finally:
-        ours.close()  # (the stream's close does this too; twice is harmless)
-        theirs.close()
+        for end in (ours, theirs):  # (the stream's close does this too; twice is harmless)
+            if end is not None:
+                end.close()
 
     item.exit_code = None if proc is None else _exit_code(proc)
     item.duration_ms = round((time.monotonic() - started_at) * 1000)
@@ -232,9 +242,58 @@ async def _kill_group(proc: trio.Process) -> None:
     _signal_group(proc.pid)
 
 
-async def _reap_group(proc: trio.Process, gates: Gatekeeper) -> None:
+async def _reap_group(proc: trio.Process, gates: Gatekeeper | None) -> None:
     """Once the shell has exited, kill what it left running (background jobs holding the
     output pipe), so the item ends when its command does; stop waiting for gates."""
     await proc.wait()
-    gates.shell_exited()
+    if gates is not None:
+        gates.shell_exited()
     _signal_group(proc.pid)
+
+
+# --- thread/shellCommand: the user's own command (threads/special.py) ------------------
+
+TIMED_OUT = "command timed out after {ms} ms"
+ABORTED = "command aborted by user"
+
+
+async def run_user_shell(
+    ctx: TurnContext, command: str, timeout_ms: int, *, item_id: str | None = None
+) -> None:
+    """A commandExecution item (`source: "userShell"`) running `/bin/sh -c command` in the
+    turn's cwd, asking no approval (the user is the one asking) and confining nothing.
+    Output streams as for `/run`; exit 0 ends it `completed`, anything else `failed`.
+    Past `timeout_ms` (0: at once) the process group is killed and the item ends `failed`
+    with exit code -1 and `command timed out after N ms` after the output; an interrupt
+    (cancellation) ends it the same way with `command aborted by user`, then propagates.
+    `item_id`: the item's id (default: a new one)."""
+    item_id = item_id or ctx.new_item_id()
+    item = CommandItem(id=item_id, command=command, cwd=ctx.cwd, source="userShell")
+    await ctx.item_started(item.wire())
+    started_at = time.monotonic()
+    ended = False
+    try:
+        with trio.move_on_after(timeout_ms / 1000) as timer:
+            await execute(ctx, item, command, None)
+        ended = True
+    finally:
+        if not ended:  # cancelled (an interrupt, the thread closing), possibly in a group
+            _stopped(item, ABORTED, started_at)
+            with trio.CancelScope(shield=True):
+                await ctx.item_completed(item.wire())
+    if timer.cancelled_caught:
+        _stopped(item, TIMED_OUT.format(ms=timeout_ms), started_at)
+    else:
+        item.status = "completed" if item.exit_code == 0 else "failed"
+    await ctx.item_completed(item.wire())
+
+
+def _stopped(item: CommandItem, why: str, started_at: float) -> None:
+    """A command killed before it ended (timeout, interrupt), as the reference reports it."""
+    output = "".join(item.output or ())
+    if output and not output.endswith("\n"):
+        output += "\n"
+    item.output = [output + why]
+    item.status = "failed"
+    item.exit_code = -1
+    item.duration_ms = round((time.monotonic() - started_at) * 1000)

@@ -205,6 +205,38 @@ class DynamicToolCallThreadItem:
     completed_at_ms: int | None = None
 
 
+@attrs.frozen(kw_only=True)
+class ContextCompactionThreadItem:
+    """thread/compact/start's item (the summary is kept in the store, never sent)."""
+
+    type: Literal["contextCompaction"]
+    id: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EnteredReviewModeThreadItem:
+    """review/start: `review` is the review's label (e.g. `current changes`)."""
+
+    type: Literal["enteredReviewMode"]
+    id: str
+    review: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExitedReviewModeThreadItem:
+    """review/start: `review` is the review's text."""
+
+    type: Literal["exitedReviewMode"]
+    id: str
+    review: str
+    started_at_ms: int | None = None
+    completed_at_ms: int | None = None
+
+
 ThreadItem = (
     UserMessageThreadItem
     | AgentMessageThreadItem
@@ -213,6 +245,9 @@ ThreadItem = (
     | CommandExecutionThreadItem
     | FileChangeThreadItem
     | DynamicToolCallThreadItem
+    | ContextCompactionThreadItem
+    | EnteredReviewModeThreadItem
+    | ExitedReviewModeThreadItem
 )
 
 for _union in (CommandAction, PatchChangeKind, DynamicToolCallOutputContentItem):

@@ -7,9 +7,12 @@ import attrs
 
 from appserver.protocol import command_types as ct
 from appserver.protocol import fs_types as fst
+from appserver.protocol import lifecycle_types as lct
 from appserver.protocol import not_hosted
 from appserver.protocol import paging_types as pgt
+from appserver.protocol import search_types as search
 from appserver.protocol import settings_types as st
+from appserver.protocol import special_types as sp
 from appserver.protocol import steer_types as steer
 from appserver.protocol import types as t
 
@@ -43,6 +46,8 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("config/read", st.ConfigReadParams),
     MethodSpec("model/list", st.ModelListParams),
     MethodSpec("modelProvider/list", st.ModelProviderListParams),
+    # No fields in 0.171 (the reference ignores any): the same params as modelProvider/list.
+    MethodSpec("modelProvider/capabilities/read", st.ModelProviderListParams),
     MethodSpec("experimentalFeature/list", st.ExperimentalFeatureListParams),
     # --- end of account, configuration, models, features ------------------------------
     # --- fs ---
@@ -70,10 +75,19 @@ METHODS: dict[str, MethodSpec] = _table(
     MethodSpec("thread/items/list", pgt.ThreadItemsListParams),
     # --- end of paging ---
     # --- thread lifecycle ---
+    MethodSpec("thread/fork", lct.ThreadForkParams),
+    MethodSpec("thread/delete", t.ThreadIdParams),
+    MethodSpec("thread/revert", lct.ThreadRevertParams),
+    MethodSpec("thread/metadata/update", lct.ThreadMetadataUpdateParams),
+    MethodSpec("thread/inject_items", lct.ThreadInjectItemsParams),
     # --- end of thread lifecycle ---
     # --- special turns ---
+    MethodSpec("thread/compact/start", sp.ThreadCompactStartParams),
+    MethodSpec("thread/shellCommand", sp.ThreadShellCommandParams),
+    MethodSpec("review/start", sp.ReviewStartParams),
     # --- end of special turns ---
     # --- search ---
+    MethodSpec("fuzzyFileSearch", search.FuzzyFileSearchParams),
     # --- end of search ---
 )
 

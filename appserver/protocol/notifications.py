@@ -8,6 +8,7 @@ from __future__ import annotations
 import attrs
 
 from appserver.protocol import fs_types as fst
+from appserver.protocol import lifecycle_types as lct
 from appserver.protocol.command_types import CommandExecOutputDeltaNotification
 from appserver.protocol.items import ThreadItem
 from appserver.protocol.objects import Thread, ThreadStatus, Turn, TurnError
@@ -137,6 +138,8 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
         "CommandExecOutputDeltaNotification", CommandExecOutputDeltaNotification
     ),
     # --- thread lifecycle ---
+    "thread/deleted": _n("ThreadDeletedNotification", lct.ThreadDeletedNotification),
+    "thread/reverted": _n("ThreadRevertedNotification", lct.ThreadRevertedNotification),
     # --- end of thread lifecycle ---
     # --- special turns ---
     # --- end of special turns ---

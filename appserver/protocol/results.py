@@ -14,7 +14,10 @@ import attrs
 
 from appserver.protocol import command_types as ct
 from appserver.protocol import fs_types as fst
+from appserver.protocol import lifecycle_types as lct
 from appserver.protocol import paging_types as pgt
+from appserver.protocol import search_types as search
+from appserver.protocol import special_types as sp
 from appserver.protocol import steer_types as steer
 from appserver.protocol.objects import Thread, Turn
 from appserver.protocol.policies import ApprovalsReviewer, AskForApproval, SandboxPolicy
@@ -275,6 +278,15 @@ class ModelProviderListResponse:
     can_change_default: bool
 
 
+@attrs.frozen(kw_only=True)
+class ModelProviderCapabilitiesReadResponse:
+    """What the default provider's models can do besides text: appserver's backends
+    offer no image generation and no web search tool."""
+
+    image_generation: bool
+    web_search: bool
+
+
 ExperimentalFeatureStage = Literal["beta", "underDevelopment", "stable", "deprecated", "removed"]
 
 
@@ -316,6 +328,7 @@ RESULTS: dict[str, type] = {
     "config/read": ConfigReadResponse,
     "model/list": ModelListResponse,
     "modelProvider/list": ModelProviderListResponse,
+    "modelProvider/capabilities/read": ModelProviderCapabilitiesReadResponse,
     "experimentalFeature/list": ExperimentalFeatureListResponse,
     # --- fs ---
     "fs/readFile": fst.FsReadFileResponse,
@@ -342,10 +355,19 @@ RESULTS: dict[str, type] = {
     "thread/items/list": pgt.ThreadItemsListResponse,
     # --- end of paging ---
     # --- thread lifecycle ---
+    "thread/fork": ThreadStartResponse,
+    "thread/delete": Empty,
+    "thread/revert": lct.ThreadRevertResponse,
+    "thread/metadata/update": lct.ThreadMetadataUpdateResponse,
+    "thread/inject_items": Empty,
     # --- end of thread lifecycle ---
     # --- special turns ---
+    "thread/compact/start": Empty,
+    "thread/shellCommand": Empty,
+    "review/start": sp.ReviewStartResponse,
     # --- end of special turns ---
     # --- search ---
+    "fuzzyFileSearch": search.FuzzyFileSearchResponse,
     # --- end of search ---
 }
 
@@ -353,10 +375,13 @@ RESULTS: dict[str, type] = {
 WIRE_NAMES: dict[str, str] = {
     "thread/name/set": "ThreadSetName",
     "account/read": "GetAccount",
+    "thread/inject_items": "ThreadInjectItems",  # thread lifecycle
 }
 
 # Methods whose schemas live in `v1/` in the Codex layout (the rest are in `v2/`).
 V1_METHODS = frozenset({"initialize"})
+# Methods whose schemas sit at the top of the Codex layout, beside the envelopes.
+TOP_LEVEL_METHODS = frozenset({"fuzzyFileSearch"})
 
 
 def wire_name(method: str) -> str:

@@ -76,8 +76,8 @@ def thread_object(
     settings = record.settings
     return {
         "id": record.id,
-        "sessionId": record.id,  # one session per thread: appserver has no forks yet
-        "forkedFromId": None,
+        "sessionId": record.id,  # as the reference, a fork starts a session of its own
+        "forkedFromId": settings.get("forkedFromId"),  # thread/fork (handlers/lifecycle.py)
         "parentThreadId": None,
         "preview": record.preview,
         "ephemeral": ephemeral,
@@ -100,10 +100,17 @@ def thread_object(
         "sectionEnteredAt": None,
         "agentNickname": None,
         "agentRole": None,
-        "gitInfo": None,
+        "gitInfo": git_info(settings),  # thread/metadata/update
         "name": record.name,
         "turns": turns if turns is not None else [],
     }
+
+
+def git_info(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Thread.gitInfo from the stored settings: null unless a field is set."""
+    stored = settings.get("gitInfo") or {}
+    info = {key: stored.get(key) for key in ("sha", "branch", "originUrl")}
+    return info if any(value is not None for value in info.values()) else None
 
 
 def turn_error(message: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ fails changes nothing a later turn would use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -36,10 +37,70 @@ def _commit(record: ThreadRecord, draft: ThreadRecord, update: dict[str, Any]) -
 class StartedTurn:
     turn: ActiveTurn
     agent: AgentBackend
-    user_item: dict[str, Any]
+    user_item: dict[str, Any] | None  # None: a turn without input (threads/special.py)
     # Why storing the input failed (None: it is stored); the turn then stores it, with the
     # retries of every turn write, before it runs.
     input_failure: str | None
+    # turn/completed carries the final agent message (turn.run_turn, ending.finish_turn).
+    summary_view: bool = True
+
+
+def _reserve(thread: LoadedThread) -> None:
+    if thread.closing:
+        raise errors.thread_closing(thread.id)
+    if thread.turn is not None:
+        raise errors.turn_already_active(thread.id, thread.turn.id)
+
+
+def _backend(record: ThreadRecord, backends: Backends) -> AgentBackend:
+    agent = get_backend(record.model_provider, backends)
+    if agent is None:
+        raise errors.InvalidRequest(
+            f"no agent backend for model provider {record.model_provider!r}"
+        )
+    return agent
+
+
+def _active_turn(
+    record: ThreadRecord, user_input: list[dict[str, Any]], steerable: bool
+) -> ActiveTurn:
+    return ActiveTurn(
+        id=objects.uuid7(),
+        input=user_input,
+        cwd=record.cwd,
+        approval_policy=objects.effective(record, "approvalPolicy") or "on-request",
+        sandbox=objects.effective(record, "sandbox") or "workspace-write",
+        model=record.model,
+        steerable=steerable,  # agents.base.Steering
+    )
+
+
+async def begin_special_turn(
+    thread: LoadedThread,
+    backends: Backends,
+    make_agent: Callable[[AgentBackend], AgentBackend],
+    *,
+    summary_view: bool,
+) -> StartedTurn:
+    """Store a new turn of `thread` that has no input (a compaction, a user shell command,
+    a review: threads/special.py); its "agent" is `make_agent(the thread's backend)`,
+    which may refuse (raise) when the backend cannot do that work. Raises (and leaves no
+    turn running) when the turn could not be stored."""
+    _reserve(thread)
+    record = thread.record
+    agent = make_agent(_backend(record, backends))
+    turn = _active_turn(record, [], steerable=False)
+    thread.turn = turn  # reserved before any await
+    ts = turn.started_at_ms // 1000
+    try:
+        await thread.store.start_turn(
+            thread.id, turn.id, updated_at=ts, started_at_ms=turn.started_at_ms
+        )
+    except BaseException:
+        thread.turn = None
+        raise
+    record.updated_at = ts
+    return StartedTurn(turn, agent, None, None, summary_view)
 
 
 async def begin_turn(
@@ -52,25 +113,12 @@ async def begin_turn(
     """Store a new turn of `thread` (its settings, the turn, its input). Raises (and
     leaves no turn running) when the turn could not be stored; once it is, the turn
     exists: a failure to store its input is left to the turn's own retries."""
-    if thread.closing:
-        raise errors.thread_closing(thread.id)
-    if thread.turn is not None:
-        raise errors.turn_already_active(thread.id, thread.turn.id)
+    _reserve(thread)
     record = thread.record
     draft = attrs.evolve(record)
     update = objects.apply_settings(draft, settings)  # they apply to this turn too
-    agent = get_backend(draft.model_provider, backends)
-    if agent is None:
-        raise errors.InvalidRequest(f"no agent backend for model provider {draft.model_provider!r}")
-    turn = ActiveTurn(
-        id=objects.uuid7(),
-        input=user_input,
-        cwd=draft.cwd,
-        approval_policy=objects.effective(draft, "approvalPolicy") or "on-request",
-        sandbox=objects.effective(draft, "sandbox") or "workspace-write",
-        model=draft.model,
-        steerable=getattr(agent, "steerable", False),  # agents.base.Steering
-    )
+    agent = _backend(draft, backends)
+    turn = _active_turn(draft, user_input, getattr(agent, "steerable", False))
     thread.turn = turn  # reserved before any await: a second turn/start is refused
     ts = turn.started_at_ms // 1000
     preview = objects.preview_of(user_input) if not record.preview else None

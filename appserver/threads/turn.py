@@ -1,12 +1,16 @@
-"""Running one turn: the TurnContext the agent emits through, and the turn's ending.
+"""Running one turn: the TurnContext the agent emits through, and the turn's life.
 
 The turn task belongs to the registry's nursery; its cancel scope lives on the ActiveTurn
-so `turn/interrupt` cancels exactly that turn.
+so `turn/interrupt` cancels exactly that turn. Besides its agent, a running turn takes
+side work (a thread/shellCommand sent while it runs, threads/special.py): it runs in the
+turn's own side nursery, so the turn ends only once it is done, and an interrupt stops it
+with the agent.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -20,17 +24,32 @@ from appserver.agents.base import (
     TurnCancelled,
     TurnFailed,
 )
-from appserver.store.base import TurnRecord
 from appserver.store.errors import StoreUnavailable
-from appserver.threads import objects
+from appserver.threads import history, objects
+from appserver.threads.ending import (
+    SettleTurnRequests,
+    announce_user_item,
+    cut_off,
+    finish_turn,
+)
+from appserver.threads.history import completed_params, stored_turn, wire_item
 from appserver.threads.loaded import ActiveTurn, LoadedThread
 from appserver.threads.persist import StoreRetry
 
 log = logging.getLogger("appserver.turn")
 
 AskApproval = Callable[[LoadedThread, ActiveTurn, ApprovalKind, dict[str, Any]], Awaitable[str]]
-# Settles a turn's pending requests with no decision; returns the ids of their items.
-SettleTurnRequests = Callable[[LoadedThread, ActiveTurn], set[str]]
+SideWork = Callable[["TurnRunner"], Awaitable[None]]
+
+__all__ = ["TurnRunner", "completed_params", "finish_turn", "run_turn", "stored_turn"]
+
+# The context of each running turn while it takes side work (run_turn registers it).
+_RUNNERS: weakref.WeakKeyDictionary[ActiveTurn, TurnRunner] = weakref.WeakKeyDictionary()
+
+
+def side_context(turn: ActiveTurn) -> TurnRunner | None:
+    """The context of a running turn that still takes side work, else None."""
+    return _RUNNERS.get(turn)
 
 
 class TurnRunner:
@@ -49,6 +68,9 @@ class TurnRunner:
         self._ask = ask
         self._retry = retry or StoreRetry()
         self._settle = settle
+        self._side: trio.Nursery | None = None
+        # Items of side work: a steer does not cut them off (they are not the agent's).
+        self.side_items: set[str] = set()
 
     @property
     def thread_id(self) -> str:
@@ -105,17 +127,18 @@ class TurnRunner:
         item = objects.completed_item(item, self._turn.items[item_id].get("startedAtMs"), at_ms)
         await self._store_completed(item)
 
-    async def _store_completed(self, item: dict[str, Any]) -> None:
-        item_id, at_ms = item["id"], item["completedAtMs"]
+    async def _store_completed(self, stored: dict[str, Any]) -> None:
+        """Store `stored` (with its private keys, threads/history.py), then announce it."""
+        item_id, at_ms = stored["id"], stored["completedAtMs"]
         thread, turn = self._thread, self._turn
         # Stored before it is announced (§8.6); if the store gives up, the end of the turn
         # stores and announces the item as completed here.
-        turn.unstored[item_id] = item
+        turn.unstored[item_id] = stored
         await self._retry.write(
-            thread, turn, lambda: thread.store.put_item(thread.id, turn.id, item)
+            thread, turn, lambda: thread.store.put_item(thread.id, turn.id, stored)
         )
         del turn.unstored[item_id]
-        self._turn.items[item_id] = item
+        item = self._turn.items[item_id] = wire_item(stored)
         self._turn.completed.add(item_id)
         self._turn.parts.pop(item_id, None)
         self._turn.summary_parts.pop(item_id, None)
@@ -169,7 +192,32 @@ class TurnRunner:
 
     async def history(self) -> list[dict[str, Any]]:
         turns = await self._thread.store.get_turns(self._thread.id)
-        return [stored_turn(t) for t in turns if t.id != self._turn.id]
+        injected = await self._thread.store.get_injected_items(self._thread.id)
+        return history.history(turns, self._turn.id, injected)
+
+    def start_side(self, work: SideWork) -> bool:
+        """Run `work` beside the agent, in this turn (False once the turn takes no more
+        side work: its agent and side work are over and it is ending)."""
+        if self._side is None:
+            return False
+        try:
+            self._side.start_soon(work, self)
+        except RuntimeError:  # closed: its last work ended, the turn is about to end
+            return False
+        return True
+
+    async def run_with_side_work(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` (the agent) with this turn open to side work; return once both the
+        agent and every side work are done."""
+        async with trio.open_nursery() as nursery:
+            self._side = nursery
+            _RUNNERS[self._turn] = self
+            try:
+                await work()
+            finally:
+                self._turn.steerable = False  # no steer is taken once the agent has returned
+        self._side = None
+        _RUNNERS.pop(self._turn, None)
 
     async def until_steered(
         self, work: Callable[[], Awaitable[None]]
@@ -189,8 +237,9 @@ class TurnRunner:
             if not turn.steered:
                 return None
         waiting = self._settle(thread, turn) if self._settle is not None else set()
-        for item_id in [i for i in turn.items if i not in turn.completed]:
-            item = turn.unstored.get(item_id) or _cut_off(turn, item_id, waiting)
+        open_items = [i for i in turn.items if i not in turn.completed and i not in self.side_items]
+        for item_id in open_items:
+            item = turn.unstored.get(item_id) or cut_off(turn, item_id, waiting)
             await self._store_completed(item)
         steered: list[dict[str, Any]] = []
         while turn.steered:
@@ -200,7 +249,7 @@ class TurnRunner:
                 thread, turn, partial(thread.store.put_item, thread.id, turn.id, item)
             )
             del turn.unstored[item["id"]]
-            _announce_user_item(thread, turn, item)
+            announce_user_item(thread, turn, item)
             await thread.after_publish()
             steered.extend(item["content"])
         return steered
@@ -209,23 +258,6 @@ class TurnRunner:
         error = objects.turn_error(message)
         self._thread.publish("error", self._params(error=error, willRetry=True))
         await self._thread.after_publish()
-
-
-def stored_turn(turn: TurnRecord) -> dict[str, Any]:
-    """A stored turn as snapshots show it (every item)."""
-    return objects.turn_object(
-        turn.id,
-        turn.status,
-        turn.error,
-        list(turn.items),
-        started_at_ms=turn.started_at_ms,
-        completed_at_ms=turn.completed_at_ms,
-    )
-
-
-def completed_params(params: dict[str, Any], item: dict[str, Any], at_ms: int) -> dict[str, Any]:
-    """`item/completed` params (0.171: the completion time; no token count is kept)."""
-    return {**params, "item": item, "completedAtMs": at_ms, "contentTokenCount": None}
 
 
 def _outcome(exc: BaseException) -> tuple[str, str | None]:
@@ -246,16 +278,19 @@ async def run_turn(
     thread: LoadedThread,
     turn: ActiveTurn,
     agent: AgentBackend,
-    user_item: dict[str, Any],
+    user_item: dict[str, Any] | None,
     ask: AskApproval,
     settle: SettleTurnRequests,
     retry: StoreRetry | None = None,
     *,
     input_failure: str | None = None,
+    summary_view: bool = True,
 ) -> None:
     """The whole life of one turn, from `turn/started` to `turn/completed` (§6 order).
-    `input_failure`: why turn/start could not store the input; it is stored (with the
-    retries of every turn write) before it is announced and the agent runs."""
+    `user_item`: the turn's stored input (None for a turn without one: compaction, a user
+    shell command, a review; threads/special.py). `input_failure`: why turn/start could
+    not store the input; it is stored (with the retries of every turn write) before it is
+    announced and the agent runs. `summary_view`: see ending.finish_turn."""
     status, message = "completed", None
     retry = retry or StoreRetry()
     runner = TurnRunner(thread, turn, ask, retry, settle)
@@ -267,19 +302,10 @@ async def run_turn(
         )
         thread.publish("turn/started", {**params, "turn": started})
         try:
-            if input_failure is not None:
-                user_id = user_item["id"]
-                turn.unstored[user_id] = user_item
-                retry.failed(thread, turn, input_failure)
-                put = thread.store.put_item
-                await retry.write(thread, turn, lambda: put(thread.id, turn.id, user_item))
-                del turn.unstored[user_id]
-            _announce_user_item(thread, turn, user_item)
+            if user_item is not None:
+                await _announce_input(thread, turn, user_item, retry, input_failure)
             await thread.after_publish()
-            try:
-                await agent.run_turn(runner, turn.input)
-            finally:
-                turn.steerable = False  # no steer is taken once the agent has returned
+            await runner.run_with_side_work(partial(agent.run_turn, runner, turn.input))
         except (trio.Cancelled, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
@@ -291,116 +317,21 @@ async def run_turn(
     # Shielded from interrupts and shutdown; only a close that gives up on a failing
     # store cancels it (the turn then stays untold and stored inProgress).
     with turn.finish_scope:
-        await finish_turn(thread, turn, status, message, settle, retry)
+        await finish_turn(thread, turn, status, message, settle, retry, summary_view=summary_view)
 
 
-async def finish_turn(
+async def _announce_input(
     thread: LoadedThread,
     turn: ActiveTurn,
-    status: str,
-    message: str | None,
-    settle: SettleTurnRequests,
-    retry: StoreRetry | None = None,
+    user_item: dict[str, Any],
+    retry: StoreRetry,
+    input_failure: str | None,
 ) -> None:
-    """End a turn: settle its pending requests, complete every started item, store the
-    final state, then announce it (§6, §7.4, §8.6). Each write is retried until it is
-    stored; a store that fails for longer than the retry policy allows makes the turn
-    end failed with the store's reason."""
-    retry = retry or StoreRetry()
-
-    async def store(write: Callable[[], Awaitable[None]]) -> None:
-        await retry.write(thread, turn, write, until_stored=True)
-
-    async def store_item(item: dict[str, Any]) -> None:
-        await store(lambda: thread.store.put_item(thread.id, turn.id, item))
-
-    try:
-        waiting = settle(thread, turn)  # serverRequest/resolved for each, before item/completed
-        for item_id, item in list(turn.unstored.items()):
-            if item_id not in turn.items:  # the turn's input, never announced yet
-                await store_item(item)
-                del turn.unstored[item_id]
-                _announce_user_item(thread, turn, item)
-        for item_id in list(turn.items):
-            if item_id in turn.completed:
-                continue
-            item = turn.unstored.get(item_id) or _cut_off(turn, item_id, waiting)
-            at_ms = item["completedAtMs"]
-            await store_item(item)
-            turn.unstored.pop(item_id, None)
-            turn.items[item_id] = item
-            turn.completed.add(item_id)
-            thread.publish(
-                "item/completed",
-                completed_params({"threadId": thread.id, "turnId": turn.id}, item, at_ms),
-            )
-        if turn.store_failure is not None:
-            status, message = "failed", turn.store_failure
-        completed_ms = objects.now_ms()
-        ts = completed_ms // 1000
-        error: dict[str, Any] | None = None
-
-        async def finish() -> None:
-            # The final state as it stands when this try is made: a store that fails
-            # past the retry policy turns it failed (§8.6).
-            nonlocal status, message, error
-            if turn.store_failure is not None:
-                status, message = "failed", turn.store_failure
-            error = objects.turn_error(message or "") if status == "failed" else None
-            await thread.store.finish_turn(
-                thread.id,
-                turn.id,
-                status=status,  # type: ignore[arg-type]
-                error=error,
-                updated_at=ts,
-                completed_at_ms=completed_ms,
-            )
-
-        await store(finish)
-        if error is not None:
-            thread.publish(
-                "error",
-                {"error": error, "willRetry": False, "threadId": thread.id, "turnId": turn.id},
-            )
-        thread.record.updated_at = ts
-        thread.turn = None
-        thread.last_failed = status == "failed"
-        thread.finished_turns += 1
-        summary = objects.turn_summary(status, [turn.items[i] for i in turn.items])
-        final = objects.turn_object(
-            turn.id,
-            status,
-            error,
-            summary,
-            items_view="summary" if status == "completed" else "notLoaded",
-            started_at_ms=turn.started_at_ms,
-            completed_at_ms=completed_ms,
-        )
-        thread.publish("turn/completed", {"threadId": thread.id, "turn": final})
-        thread.refresh_status()
-    finally:
-        thread.turn = None if thread.turn is turn else thread.turn
-        turn.done.set()
-
-
-def _announce_user_item(thread: LoadedThread, turn: ActiveTurn, user_item: dict[str, Any]) -> None:
-    """The (stored) input of the turn: its item/started and item/completed."""
-    turn.items[user_item["id"]] = user_item
-    turn.completed.add(user_item["id"])
-    params = {"threadId": thread.id, "turnId": turn.id}
-    at_ms = user_item["startedAtMs"]
-    thread.publish(
-        "item/started",
-        {**params, "item": {**user_item, "completedAtMs": None}, "startedAtMs": at_ms},
-    )
-    thread.publish("item/completed", completed_params(params, user_item, at_ms))
-
-
-def _cut_off(turn: ActiveTurn, item_id: str, waiting: set[str]) -> dict[str, Any]:
-    """A started item the agent did not complete, as the end of the turn completes it."""
-    item = turn.live_item(item_id)
-    if item.get("status") == "inProgress":
-        # A command or write that was waiting for approval ends declined (§7.4);
-        # one that was cut off while running ends failed.
-        item["status"] = "declined" if item_id in waiting else "failed"
-    return objects.completed_item(item, item.get("startedAtMs"), objects.now_ms())
+    if input_failure is not None:
+        user_id = user_item["id"]
+        turn.unstored[user_id] = user_item
+        retry.failed(thread, turn, input_failure)
+        put = thread.store.put_item
+        await retry.write(thread, turn, lambda: put(thread.id, turn.id, user_item))
+        del turn.unstored[user_id]
+    announce_user_item(thread, turn, user_item)

@@ -95,9 +95,34 @@ def history_messages(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+CHAT_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+
+
+def injected_message(raw: Any) -> dict[str, Any] | None:
+    """A thread/inject_items Responses API item as a chat message: a `message` item's
+    text parts joined (`input_text`, `output_text`, `text`); other item kinds (function
+    calls, reasoning, ...) have no chat form here and are left out."""
+    if not isinstance(raw, dict) or raw.get("type", "message") != "message":
+        return None
+    role = CHAT_ROLES.get(raw.get("role", ""))
+    content = raw.get("content")
+    if role is None:
+        return None
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        content = "\n".join(t for t in parts if isinstance(t, str))
+    if not isinstance(content, str):
+        return None
+    return {"role": role, "content": content}
+
+
 def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
     kind = item.get("type")
-    if kind == "userMessage":
+    if kind == "responseItem":
+        message = injected_message(item.get("item"))
+        if message is not None:
+            messages.append(message)
+    elif kind == "userMessage":
         messages.append({"role": "user", "content": user_content(item["content"])})
     elif kind == "agentMessage":
         messages.append({"role": "assistant", "content": item.get("text") or ""})

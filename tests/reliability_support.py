@@ -521,9 +521,15 @@ def _field_strategy(name: str, tp: Any, ctx: FuzzContext) -> st.SearchStrategy[A
             lambda tail: f"{ctx.cwd}/fuzz-fs/{tail}"
         )
         return st.one_of(inside, st.sampled_from(["relative/path", "", "nul\x00/x"]))
+    if name == "command" and tp is str:
+        # thread/shellCommand runs its shell command unsandboxed: only harmless ones.
+        return st.sampled_from(["echo fuzz", "true", "", "exit 3", "/nonexistent-appserver-fuzz"])
     if name == "command":
         # command/exec runs what it is given: only harmless programs, or none.
         return st.sampled_from([["echo", "fuzz"], ["true"], [], ["/nonexistent-appserver-fuzz"]])
+    if name == "roots":
+        # fuzzyFileSearch walks what it is given: the fuzz sandbox, or roots that give nothing.
+        return st.lists(st.sampled_from([ctx.cwd, "relative/dir", "", "nul\x00"]), max_size=2)
     return _type_strategy(tp, ctx)
 
 
@@ -582,6 +588,8 @@ def valid_request(ctx: FuzzContext) -> st.SearchStrategy[Message]:
             msg["params"] = params
         if method == "thread/start":
             params.setdefault("cwd", ctx.cwd)  # never default to the server's own cwd
+        if method == "thread/delete" and params.get("threadId") == ctx.thread_ids[0]:
+            params["threadId"] = ctx.thread_ids[-1]  # the probes read thread_ids[0]
         return msg
 
     return build()

@@ -116,6 +116,60 @@ async def until_steered(
     return result
 
 
+class TalkingBack(Protocol):
+    """What a TurnContext adds beyond approvals (issue 15), kept apart from TurnContext so
+    that contexts without it (a test's recording context) still serve. Every request is
+    routed as approvals are (PROTOCOL.md §7.2: every subscriber, first answer wins,
+    replayed on rejoin, settled when the turn ends, §7.4)."""
+
+    @property
+    def dynamic_tools(self) -> list[dict[str, Any]]: ...
+
+    """The tools the thread declared at thread/start (`dynamicTools`), as given."""
+
+    async def request_user_input(
+        self, item_id: str, questions: list[dict[str, Any]], *, is_blocking: bool = True
+    ) -> dict[str, Any] | None: ...
+
+    """`item/tool/requestUserInput` for the item `item_id` (the agent's own item, started
+    before): the thread is `active` + `waitingOnUserInput` while it is pending. Returns
+    the answer's `answers` mapping (question id -> `{"answers": [...]}`), or None after
+    a JSON-RPC error answer or a settlement."""
+
+    async def call_client_tool(
+        self, tool: str, arguments: Any, *, namespace: str | None = None
+    ) -> dict[str, Any] | None: ...
+
+    """Call a dynamic tool the client declared: the context starts a `dynamicToolCall`
+    item, sends `item/tool/call`, completes the item with the answer and returns the
+    answer (`{"contentItems": [...], "success": bool}`), or None after an error answer
+    or a settlement (the item then ends `failed`)."""
+
+    async def request_permissions(
+        self, item_id: str, permissions: dict[str, Any], reason: str | None = None
+    ) -> dict[str, Any] | None: ...
+
+    """`item/permissions/requestApproval`; returns the answer (`permissions`, `scope`)
+    or None after an error answer or a settlement."""
+
+    async def plan_updated(
+        self, plan: list[dict[str, Any]], explanation: str | None = None
+    ) -> None: ...
+
+    """`turn/plan/updated` with the steps (`{"step": ..., "status": pending | inProgress |
+    completed}`) to the subscribers."""
+
+    async def token_usage(self, usage: dict[str, Any]) -> None: ...
+
+    """`thread/tokenUsage/updated`: `usage` is the last call's counts (`inputTokens`,
+    `cachedInputTokens`, `outputTokens`, `reasoningOutputTokens`, `totalTokens`); the
+    context keeps the thread's running total and the model's context window."""
+
+    async def diff_updated(self, diff: str) -> None: ...
+
+    """`turn/diff/updated` with the turn's aggregated unified diff so far."""
+
+
 class Compacting(Protocol):
     """What a backend adds for thread/compact/start (issue 14)."""
 

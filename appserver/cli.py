@@ -17,13 +17,14 @@ import attrs
 import trio
 
 from appserver._version import __version__
+from appserver.agents import AgentUnavailable, installed_plugins
 from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.cli_help import (
-    AGENT_HELP,
     AUTH_HELP,
     BASE_URL_HELP,
     DATA_HELP,
     DIGEST_HELP,
+    EPILOG,
     IDLE_HELP,
     INFLIGHT_HELP,
     KEY_HELP,
@@ -39,6 +40,7 @@ from appserver.cli_help import (
     SKEW_HELP,
     STORE_RETRY_HELP,
     TOKEN_FILE_HELP,
+    agent_help,
 )
 from appserver.datadir import DataDirError, DataDirInUse, create_data_dir
 from appserver.server import ServerConfig, default_data_dir, open_server
@@ -92,30 +94,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-EPILOG = """\
-subcommands:
-  appserver schema --out DIR   write the JSON Schemas (draft-07) of every method,
-                               notification and server request to DIR, in the Codex
-                               app-server's file layout, and exit
-
-listeners (--listen):
-  stdio://           one client on stdin/stdout, newline-delimited JSON (the default)
-  ws://HOST:PORT     websocket; HOST is an IP literal or localhost; port 0 picks one;
-                     prints "appserver listening on ws://HOST:PORT" on stderr
-  unix://PATH        websocket over a Unix socket (mode 0600, removed on exit);
-                     unix:// alone means DATA_DIR/app-server-control/app-server-control.sock;
-                     prints "appserver listening on unix://PATH" on stderr
-  off                no listener: refused (exit 2), appserver has no remote control
-
-environment:
-  APPSERVER_HOME     data dir when --data-dir is not given
-  XDG_DATA_HOME      else the data dir is $XDG_DATA_HOME/appserver
-  OPENAI_API_KEY     API key of the openai agent when --api-key-file is not given
-
-The Codex command line (codex [-c K=V]... app-server ...) is `appserver-codex`.
-Bad flags, a data dir in use or unusable, a port or socket: one line on stderr, exit 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="appserver",
@@ -157,11 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     auth("--ws-audience", metavar="AUDIENCE", help="signed: required aud claim (default unchecked)")
     auth("--ws-max-clock-skew-seconds", type=_non_negative_int, metavar="SECONDS", help=SKEW_HELP)
     model = p.add_argument_group("agent backend").add_argument
-    model("--agent", choices=("builtin", "openai"), default="builtin", help=AGENT_HELP)
+    plugins = [ep.name for ep in installed_plugins()]  # names only: nothing is imported
+    model("--agent", default="builtin", metavar="NAME", help=agent_help(plugins))
     model("--model", default=DEFAULT_MODEL, metavar="NAME", help=MODEL_HELP)
     model("--model-base-url", default=DEFAULT_BASE_URL, metavar="URL", help=BASE_URL_HELP)
     model("--api-key-file", type=Path, metavar="PATH", help=KEY_HELP)
     model("--model-timeout", type=_seconds, default=60.0, metavar="S", help=MODEL_TIMEOUT_HELP)
+    apis = ("chat", "responses")  # chat completions or the Responses API (openai backend)
+    model("--model-api", choices=apis, default="chat", help="openai wire API (default chat)")
+    model(
+        "--builtin-token-usage",
+        action="store_true",
+        help="the builtin agent reports token usage, 4 characters a token (default off)",
+    )
     return p
 
 
@@ -253,6 +239,8 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         model_base_url=args.model_base_url,
         api_key_file=args.api_key_file,
         model_timeout=args.model_timeout,
+        model_api=args.model_api,
+        builtin_token_usage=args.builtin_token_usage,
     )
     try:
         auth = config.load_ws_auth()
@@ -371,10 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.listen == "stdio://":
             sys.stdout = sys.stderr  # stdout belongs to the protocol; stray prints go to stderr
         trio.run(run, config)
-    except (UsageError, StoreError, DataDirError) as exc:
+    except (UsageError, StoreError, DataDirError, AgentUnavailable) as exc:
         return _exit_2(exc)
     except BaseExceptionGroup as group:
-        usage, rest = group.split((UsageError, StoreError, DataDirError))
+        usage, rest = group.split((UsageError, StoreError, DataDirError, AgentUnavailable))
         if usage is not None:
             first: BaseException = usage
             while isinstance(first, BaseExceptionGroup):
@@ -393,6 +381,7 @@ def _exit_2(exc: BaseException) -> int:
         line = str(exc)
     else:
         prefix = "unusable data dir: " if isinstance(exc, StoreError) else ""
+        prefix = "--agent: " if isinstance(exc, AgentUnavailable) else prefix
         line = f"appserver: error: {prefix}{exc}"
     print(line, file=sys.stderr)
     return 2

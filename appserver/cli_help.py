@@ -36,7 +36,42 @@ TOKEN_FILE_HELP = (
 )
 SECRET_HELP = "signed-bearer-token: HS256 JWT secret, >= 32 bytes (default none)"
 SKEW_HELP = "signed: leeway on exp and nbf (default 30)"
-AGENT_HELP = "model provider of new threads (default builtin)"
+
+
+EPILOG = """\
+subcommands:
+  appserver schema --out DIR   write the JSON Schemas (draft-07) of every method,
+                               notification and server request to DIR, in the Codex
+                               app-server's file layout, and exit
+
+listeners (--listen):
+  stdio://           one client on stdin/stdout, newline-delimited JSON (the default)
+  ws://HOST:PORT     websocket; HOST is an IP literal or localhost; port 0 picks one;
+                     prints "appserver listening on ws://HOST:PORT" on stderr
+  unix://PATH        websocket over a Unix socket (mode 0600, removed on exit);
+                     unix:// alone means DATA_DIR/app-server-control/app-server-control.sock;
+                     prints "appserver listening on unix://PATH" on stderr
+  off                no listener: refused (exit 2), appserver has no remote control
+
+environment:
+  APPSERVER_HOME     data dir when --data-dir is not given
+  XDG_DATA_HOME      else the data dir is $XDG_DATA_HOME/appserver
+  OPENAI_API_KEY     API key of the openai agent when --api-key-file is not given
+
+The Codex command line (codex [-c K=V]... app-server ...) is `appserver-codex`.
+Bad flags, a data dir in use or unusable, a port or socket: one line on stderr, exit 2."""
+
+
+def agent_help(installed: list[str]) -> str:
+    """--agent's help: where agent names come from (docs/agents.md)."""
+    plugins = ", ".join(installed) if installed else "none"
+    return (
+        "model provider of new threads: builtin, openai, or the name of an installed agent "
+        f"plugin (entry point group appserver.agents; installed: {plugins}); a thread picks "
+        "another with modelProvider (default builtin)"
+    )
+
+
 MODEL_HELP = f"model of new openai threads (default {DEFAULT_MODEL})"
 BASE_URL_HELP = (
     f"OpenAI-compatible endpoint, POST URL/chat/completions (default {DEFAULT_BASE_URL})"

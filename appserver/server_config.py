@@ -4,12 +4,13 @@ composition root derives from it (agent backends, websocket authentication)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
-from appserver.agents import Backends, OpenAISettings
+from appserver.agents import AgentFactory, Backends, OpenAISettings
+from appserver.agents.catalog import build_backends
 from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.ws_auth import WsAuthPolicy, WsAuthSettings
@@ -47,12 +48,21 @@ class ServerConfig:
     ws_ping_interval: float = 30.0
     ws_ping_timeout: float = 30.0
     # Agent backends (issue #9): the provider of new threads, and the OpenAI-compatible one.
-    agent: str = "builtin"
+    agent: str = "builtin"  # builtin, openai, a name of `agents` or of an installed plugin
+    # Your own backends (docs/agents.md): modelProvider name -> zero-argument factory of an
+    # AgentBackend (a class will do). Served beside the builtin ones and installed plugins.
+    agents: Mapping[str, AgentFactory] = attrs.Factory(dict)
+    # Load installed plugins (entry point group `appserver.agents`); False: only `agents`.
+    agent_plugins: bool = True
     model: str = DEFAULT_MODEL
     model_base_url: str = DEFAULT_BASE_URL
     api_key_file: Path | None = None  # else $OPENAI_API_KEY
     model_timeout: float = 60.0  # connect, and between two chunks of a streamed answer
     model_retry_delay: float = 1.0  # first backoff after a 429 / 5xx answer
+    model_api: str = "chat"  # openai backend: "chat" (/chat/completions) | "responses"
+    # The builtin agent reports character-counted token usage (off: a plain turn's events
+    # are exactly PROTOCOL.md §6's).
+    builtin_token_usage: bool = False
 
     def read_api_key(self) -> str | None:
         """The model endpoint's API key: the key file's trimmed content, else
@@ -71,11 +81,16 @@ class ServerConfig:
             api_key=self.read_api_key(),
             timeout=self.model_timeout,
             retry_delay=self.model_retry_delay,
+            api=self.model_api,
         )
-        backends = Backends(default_provider=self.agent, openai=openai)
-        if backends.get(self.agent) is None:
-            raise ValueError(f"unknown agent backend: {self.agent!r}")
-        return backends
+        # AgentUnavailable (a ValueError): an unknown default agent, a factory that fails.
+        return build_backends(
+            default_provider=self.agent,
+            openai=openai,
+            agents=self.agents,
+            plugins=self.agent_plugins,
+            builtin_usage=self.builtin_token_usage,
+        )
 
     def ws_auth_settings(self) -> WsAuthSettings:
         return WsAuthSettings(

@@ -187,7 +187,41 @@ def test_markers_are_known_and_placed() -> None:
 
 def test_docs_pages_exist_and_are_linked() -> None:
     readme = (REPO / "README.md").read_text()
-    for page in ("protocol", "embedding", "testing", "operations"):
+    for page in ("protocol", "embedding", "agents", "testing", "operations"):
         assert (REPO / "docs" / f"{page}.md").is_file()
         assert f"(docs/{page}.md)" in readme
     assert len(RUNNABLE) >= 10
+
+
+def test_agents_page_documents_the_whole_contract() -> None:
+    """docs/agents.md ("Writing an agent backend") names every member of the protocols an
+    agent backend sees (agents/base.py), so the documented contract stays complete, and
+    its snippets run (above)."""
+    from appserver.agents import base
+
+    page = (REPO / "docs" / "agents.md").read_text()
+    assert page.startswith("# Writing an agent backend\n")
+    protocols = [
+        base.TurnContext,
+        base.Steering,
+        base.TalkingBack,
+        base.Compacting,
+        base.Reviewing,
+        base.AgentBackend,
+    ]
+    for protocol in protocols:
+        assert f"`appserver.agents.base.{protocol.__name__}`" in page or (
+            f"`{protocol.__name__}`" in page
+        ), protocol
+        members = [
+            name
+            for name in [*vars(protocol), *getattr(protocol, "__annotations__", {})]
+            if not name.startswith("_")
+        ]
+        assert members, protocol
+        for name in members:
+            assert f"`{name}" in page, f"{protocol.__name__}.{name} is not in docs/agents.md"
+    for name in ("TurnFailed", "TurnCancelled", "trio.Cancelled", "ServerConfig(agents="):
+        assert name in page
+    assert 'entry-points."appserver.agents"' in page
+    assert len([b for b in RUNNABLE if b.path.name == "agents.md"]) >= 3

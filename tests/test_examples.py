@@ -78,6 +78,18 @@ async def test_scripted_session_with_token(tmp_path: Path) -> None:
     assert "command completed, exit code 0" in out
 
 
+async def test_own_agent() -> None:
+    """examples/own_agent.py: an embedder's agent that asks for approval and runs a command."""
+    out = await run_example("own_agent.py")
+    assert "providers: ['builtin', 'openai', 'counter']" in out
+    assert "models of counter: ['wc-1']" in out
+    assert "thread of counter with model wc-1" in out
+    assert "approval requested for: printf %s 'three little words' | wc -w" in out
+    assert "command completed, output '3\\n'" in out
+    assert "agent: You wrote 3 word(s)." in out
+    assert out.rstrip().endswith("turn completed")
+
+
 async def test_two_clients_rejoin() -> None:
     out = await run_example("two_clients_rejoin.py")
     assert "A: started turn, first delta 'abcdefgh', disconnecting" in out

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import trio
 
-from appserver.agents import Backends, get_backend
+from appserver.agents import Backends
 from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import types as t
@@ -72,8 +72,13 @@ async def checked_cwd(path: str, field: str) -> str:
     return path
 
 
-def checked_provider(provider: str, field: str = "modelProvider") -> str:
-    if get_backend(provider) is None:
+def checked_provider(provider: str, backends: Backends, field: str = "modelProvider") -> str:
+    """A provider this server serves; else -32602 on `field` (a plugin that failed to
+    load is named with its reason)."""
+    if not backends.knows(provider):
+        why = backends.unavailable.get(provider)
+        if why is not None:
+            raise InvalidParams.field(field, f"model provider {provider!r} is unavailable: {why}")
         raise InvalidParams.field(field, f"unknown model provider {provider!r}")
     return provider
 
@@ -86,8 +91,9 @@ def approval_policy_of(policy: ApprovalPolicy) -> str:
     return policy
 
 
-async def settings_of(p: t.ThreadSettingsParams) -> dict[str, Any]:
-    """The settings a thread/start or thread/resume gives, validated (absent = None)."""
+async def settings_of(p: t.ThreadSettingsParams, backends: Backends) -> dict[str, Any]:
+    """The settings a thread/start, thread/resume or thread/fork gives, validated against
+    the server's `backends` (absent = None)."""
     settings: dict[str, Any] = {
         "approvalPolicy": None
         if p.approval_policy is None
@@ -101,7 +107,7 @@ async def settings_of(p: t.ThreadSettingsParams) -> dict[str, Any]:
     if p.cwd is not None:
         settings["cwd"] = await checked_cwd(p.cwd, "cwd")
     if p.model_provider is not None:
-        settings["modelProvider"] = checked_provider(p.model_provider)
+        settings["modelProvider"] = checked_provider(p.model_provider, backends)
     return {k: v for k, v in settings.items() if v is not None}
 
 

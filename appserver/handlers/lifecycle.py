@@ -61,7 +61,7 @@ async def thread_fork(s: Services, ctx: RequestContext, p: lct.ThreadForkParams)
         )
     if p.ephemeral and not p.exclude_turns:
         raise errors.InvalidRequest("ephemeral thread/fork requires `excludeTurns: true`")
-    overrides = await settings_of(p)
+    overrides = await settings_of(p, s.backends)
     source = await lifecycle.fork_source(s.registry, s.store, source_id)
     turns = source.through(p.last_turn_id)
     record = _fork_record(s, ctx, source.record, p)

@@ -1,7 +1,8 @@
 """`model/list`, `modelProvider/list` and `modelProvider/capabilities/read`: the agent
 backends this server has, in Codex 0.171's shapes. Each backend is a model provider (a
-thread picks one by `modelProvider`) with the one model a thread of it gets when it
-names none."""
+thread picks one by `modelProvider`): the builtin ones with the one model a thread of it
+gets when it names none, then an embedder's and installed plugins' backends with the
+models they advertise (agents/catalog.py; the first is the default)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Sequence
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from appserver.agents import OpenAIChatAgent, ScriptAgent
+from appserver.agents import OpenAIChatAgent
+from appserver.agents.catalog import AgentEntry
 from appserver.agents.openai_chat import DEFAULT_BASE_URL
 from appserver.connection import RequestContext
 from appserver.protocol import errors
@@ -22,8 +24,6 @@ from .common import Handler, Services, checked_provider
 T = TypeVar("T")
 
 UINT32_MAX = 2**32 - 1
-# The backends a thread can pick, in the order they are listed.
-PROVIDERS = (ScriptAgent.name, OpenAIChatAgent.name)
 Modality = Literal["text", "image", "audio"]
 
 
@@ -59,15 +59,21 @@ def displayable_url(url: str) -> str | None:
     return url
 
 
-def _model(name: str, display_name: str, description: str, modalities: list[Modality]) -> r.Model:
-    # appserver passes no reasoning effort to either backend: "none" is the only one.
+def _model(
+    name: str,
+    display_name: str,
+    description: str,
+    modalities: list[Modality],
+    is_default: bool = True,  # a builtin provider has one model: the one its threads get
+) -> r.Model:
+    # appserver passes no reasoning effort to any backend: "none" is the only one.
     return r.Model(
         id=name,
         model=name,
         display_name=display_name,
         description=description,
         hidden=False,
-        is_default=True,  # each provider has one model: the one its new threads get
+        is_default=is_default,
         default_reasoning_effort="none",
         supported_reasoning_efforts=[],
         input_modalities=modalities,
@@ -84,7 +90,23 @@ def _model(name: str, display_name: str, description: str, modalities: list[Moda
     )
 
 
+def _entry_models(entry: AgentEntry) -> list[r.Model]:
+    return [
+        _model(
+            m.id,
+            m.display_name or m.id,
+            m.description or f"{m.id} of the {entry.display_name} agent backend",
+            list(m.input_modalities),
+            is_default=i == 0,
+        )
+        for i, m in enumerate(entry.models)
+    ]
+
+
 def provider_models(s: Services, provider: str) -> list[r.Model]:
+    entry = s.backends.agents.get(provider)
+    if entry is not None:
+        return _entry_models(entry)
     if provider == OpenAIChatAgent.name:
         name = s.backends.openai.model
         url = displayable_url(s.backends.openai.base_url)
@@ -100,6 +122,15 @@ def provider_models(s: Services, provider: str) -> list[r.Model]:
 
 def provider_summary(s: Services, provider: str) -> r.ModelProviderSummary:
     settings: r.ProviderSettings
+    entry = s.backends.agents.get(provider)
+    if entry is not None:  # an embedder's or a plugin's: nothing to configure from here
+        return r.ModelProviderSummary(
+            id=provider,
+            name=entry.display_name,
+            can_edit=False,
+            settings=r.CustomGatewayProviderSettings(type="customGateway", auth={"mode": "none"}),
+            base_url=None,
+        )
     if provider == OpenAIChatAgent.name:
         openai = s.backends.openai
         if openai.base_url.rstrip("/") == DEFAULT_BASE_URL:
@@ -131,7 +162,7 @@ async def model_list(s: Services, ctx: RequestContext, p: ModelListParams) -> r.
     if p.model_provider is None:
         provider = s.backends.default_provider
     else:
-        provider = checked_provider(p.model_provider, "modelProvider")
+        provider = checked_provider(p.model_provider, s.backends, "modelProvider")
     data, next_cursor = page(provider_models(s, provider), p.cursor, p.limit, "models")
     return r.ModelListResponse(data=data, next_cursor=next_cursor)
 
@@ -140,7 +171,7 @@ async def model_provider_list(
     s: Services, ctx: RequestContext, p: ModelProviderListParams
 ) -> r.ModelProviderListResponse:
     return r.ModelProviderListResponse(
-        data=[provider_summary(s, name) for name in PROVIDERS],
+        data=[provider_summary(s, name) for name in s.backends.names()],
         default_provider_id=s.backends.default_provider,
         # The default is the server's --agent, fixed at start (no modelProvider/default/set).
         can_change_default=False,

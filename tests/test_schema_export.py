@@ -430,6 +430,54 @@ async def search_traffic(client: Any, cwd: Path) -> None:
     await client.request("modelProvider/capabilities/read", {})
 
 
+async def talkback_traffic(received: list[Json], answers: list[Json], cwd: Path) -> None:
+    """Issue 15 on a server of its own (dynamicTools needs experimentalApi): /ask, /tool,
+    /plan, a /write's turn diff, token usage. (item/permissions/requestApproval has no
+    builtin directive: tests/test_talkback.py exercises it with an agent of its own.)"""
+    args = ["--in-memory", "--log-level", "warning", "--builtin-token-usage"]
+    async with spawn_stdio(args) as client:
+        client.observer = lambda message, method: received.append((message, method))
+        info = {"name": "schema-test-talkback", "version": "0"}
+        caps = {"experimentalApi": True}
+        await client.request("initialize", {"clientInfo": info, "capabilities": caps})
+        await client.notify("initialized")
+        tool = {"type": "function", "name": "t", "description": "d", "inputSchema": {}}
+        space = {"type": "namespace", "name": "ns", "description": "d", "tools": [tool]}
+        started = await client.request(
+            "thread/start",
+            {"cwd": str(cwd), "approvalPolicy": "never", "dynamicTools": [tool, space]},
+        )
+        thread_id = started["thread"]["id"]
+        replies = {
+            "item/tool/requestUserInput": {"answers": {"q1": {"answers": ["yes"]}}},
+            "item/tool/call": {
+                "contentItems": [
+                    {"type": "inputText", "text": "out"},
+                    {"type": "inputImage", "imageUrl": "data:,"},
+                ],
+                "success": True,
+            },
+        }
+        script = "/ask Sure? | yes | no\n/tool t {}\n/tool ns.t [1]\n/plan a | b\n"
+        script += "/write talkback.txt text"
+        await client.request(
+            "turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": script}]}
+        )
+        async with trio.open_nursery() as nursery:
+
+            async def answer() -> None:
+                while True:
+                    request = await client.next_server_request()
+                    result = replies[request.method]
+                    answers.append((request.method, result))
+                    await client.respond(request.id, result)
+
+            nursery.start_soon(answer)
+            completed = await client.next_notification("turn/completed")
+            nursery.cancel_scope.cancel()
+        assert completed["params"]["turn"]["status"] == "completed"
+
+
 async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json]]:
     """Drive a real server through every method, notification and approval; return every
     message received (with the method of answers) and the approval answers sent."""
@@ -509,11 +557,12 @@ async def real_traffic(data_dir: Path, cwd: Path) -> tuple[list[Json], list[Json
         await client.request("thread/archive", {"threadId": thread_id})
         await client.request("thread/unarchive", {"threadId": thread_id})
         await client.next_notification("thread/unarchived")
+    await talkback_traffic(received, answers, cwd)
     return received, answers
 
 
 # Emitted by appserver only in situations this run does not create.
-NOT_EXERCISED = {"warning"}
+NOT_EXERCISED = {"warning", "item/permissions/requestApproval"}
 
 
 async def test_real_messages_validate_against_ours_and_the_reference(

@@ -55,6 +55,10 @@ class TurnContext(Protocol):
     @property
     def model(self) -> str: ...  # the turn's model (the thread's `model` setting)
     @property
+    def base_instructions(self) -> str | None: ...  # thread/start baseInstructions
+    @property
+    def developer_instructions(self) -> str | None: ...  # thread/start developerInstructions
+    @property
     def session_approvals(self) -> set[str]: ...
 
     """Keys approved with acceptForSession while the thread stays loaded (agent-defined)."""
@@ -120,37 +124,54 @@ class TalkingBack(Protocol):
     """What a TurnContext adds beyond approvals (issue 15), kept apart from TurnContext so
     that contexts without it (a test's recording context) still serve. Every request is
     routed as approvals are (PROTOCOL.md §7.2: every subscriber, first answer wins,
-    replayed on rejoin, settled when the turn ends, §7.4)."""
+    replayed on rejoin, settled when the turn ends, §7.4). The server's context
+    (threads/talkback.py) has all of it.
+
+    A request waits until a client answers, however long: while it is pending the turn
+    runs and the thread is `active`; an interrupt (or closing the thread) cancels the
+    agent as any await would (trio.Cancelled, which must propagate), and the request is
+    then settled (`serverRequest/resolved`) and the items it left open completed by the
+    end of the turn (a dynamic tool call ends `failed`)."""
 
     @property
     def dynamic_tools(self) -> list[dict[str, Any]]: ...
 
-    """The tools the thread declared at thread/start (`dynamicTools`), as given."""
+    """The tools the thread declared at thread/start (`dynamicTools`, wire form: `{type:
+    "function", name, description, inputSchema, deferLoading}` or `{type: "namespace",
+    name, description, tools: [function...]}`), stored with the thread: they survive a
+    resume and a restart, and a fork copies them. `[]` when none were declared."""
 
     async def request_user_input(
         self, item_id: str, questions: list[dict[str, Any]], *, is_blocking: bool = True
     ) -> dict[str, Any] | None: ...
 
-    """`item/tool/requestUserInput` for the item `item_id` (the agent's own item, started
-    before): the thread is `active` + `waitingOnUserInput` while it is pending. Returns
-    the answer's `answers` mapping (question id -> `{"answers": [...]}`), or None after
-    a JSON-RPC error answer or a settlement."""
+    """`item/tool/requestUserInput` with `itemId: item_id` (the id of the agent's tool call
+    the questions belong to; it need not be a started item) and the wire
+    ToolRequestUserInputQuestion objects (`id`, `header`, `question`, `isOther`,
+    `isSecret`, `options`): the thread is `active` + `waitingOnUserInput` while it is
+    pending. Returns the answer's `answers` mapping (question id -> `{"answers": [...]}`),
+    or None after a JSON-RPC error answer or an answer of another shape."""
 
     async def call_client_tool(
         self, tool: str, arguments: Any, *, namespace: str | None = None
     ) -> dict[str, Any] | None: ...
 
     """Call a dynamic tool the client declared: the context starts a `dynamicToolCall`
-    item, sends `item/tool/call`, completes the item with the answer and returns the
-    answer (`{"contentItems": [...], "success": bool}`), or None after an error answer
-    or a settlement (the item then ends `failed`)."""
+    item, sends `item/tool/call` (`callId` is the item's id), completes the item with the
+    answer (`completed` when `success`, else `failed`; `durationMs`, `contentItems`) and
+    returns the answer (`{"contentItems": [...], "success": bool}`), or None after an
+    error answer or an answer of another shape (the item then ends `failed`). The
+    context does not check that the tool was declared: the agent does."""
 
     async def request_permissions(
         self, item_id: str, permissions: dict[str, Any], reason: str | None = None
     ) -> dict[str, Any] | None: ...
 
-    """`item/permissions/requestApproval`; returns the answer (`permissions`, `scope`)
-    or None after an error answer or a settlement."""
+    """`item/permissions/requestApproval` (`cwd` is the turn's, `permissions` the wire
+    RequestPermissionProfile, as given); the thread is `active` + `waitingOnApproval`
+    while it is pending. Returns `{"permissions": granted, "scope": "turn" | "session"}`
+    or None after an error answer or an answer of another shape. What a grant allows
+    is the agent's to enforce."""
 
     async def plan_updated(
         self, plan: list[dict[str, Any]], explanation: str | None = None
@@ -162,12 +183,15 @@ class TalkingBack(Protocol):
     async def token_usage(self, usage: dict[str, Any]) -> None: ...
 
     """`thread/tokenUsage/updated`: `usage` is the last call's counts (`inputTokens`,
-    `cachedInputTokens`, `outputTokens`, `reasoningOutputTokens`, `totalTokens`); the
-    context keeps the thread's running total and the model's context window."""
+    `cachedInputTokens`, `cacheWriteInputTokens`, `outputTokens`,
+    `reasoningOutputTokens`, `totalTokens`; a missing count is 0, `totalTokens` defaults
+    to input + output) and optionally `modelContextWindow` (an int; else null). The
+    context keeps the thread's running total while it stays loaded."""
 
     async def diff_updated(self, diff: str) -> None: ...
 
-    """`turn/diff/updated` with the turn's aggregated unified diff so far."""
+    """`turn/diff/updated` with the turn's aggregated unified diff so far (the agent
+    aggregates: every file the turn changed, from before its first change to now)."""
 
 
 class Compacting(Protocol):

@@ -11,6 +11,25 @@ Besides PROTOCOL.md §10's directives:
   trimmed INSTRUCTIONS, or `current changes` without), `exitedReviewMode` and an
   agentMessage with the review text below. It runs no command (so it needs no approval).
 
+The directives that talk back (`/ask`, `/tool`, `/plan`: agents/talking.py) are as
+§10 says, with these details: `/ask`'s question also carries `isOther: false, isSecret:
+false`; `/tool NAME` names a declared function, or `NAMESPACE.TOOL` for a function of a
+declared namespace; its JSON is required, and an error answer (or an answer of another
+shape) gives the message `tool NAME returned: (no answer)`. A completed `/write` sends
+`turn/diff/updated` with the turn's aggregated diff: per file written in the turn (in the
+order first written), the unified diff from its content before the turn's first write to
+it (`/dev/null` when it did not exist) to its content now.
+
+Token usage, only when the server is asked for it (`--builtin-token-usage`,
+`ServerConfig.builtin_token_usage`; off by default, so that a plain turn's events stay
+exactly PROTOCOL.md §6's list, which integration tests of other projects assert on): once
+per turn, after its last item and before `turn/completed` (also when the turn fails; not
+when it is interrupted), `thread/tokenUsage/updated` with one token
+per 4 characters, rounded up, of the turn's text input (steered input included) as
+`inputTokens`, and of the agent messages and reasoning it sent as `outputTokens`
+(`cachedInputTokens` and `reasoningOutputTokens` 0); the running total is the thread's
+while it stays loaded; `modelContextWindow` is null.
+
 Compaction and review (agents.base.Compacting and Reviewing), both deterministic:
 
 - `compact` summarises `ctx.history()`: the line `Summary of N earlier turn(s):`, then one
@@ -36,6 +55,7 @@ from .base import TurnContext, TurnFailed, agent_message_item, until_steered
 from .files import write_file
 from .reviews import emit_review, review_label
 from .shell import run_command
+from .talking import ask, call_tool, plan, record_output, report_usage, text_chars
 
 STREAM_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 # /stream N SIZE builds its N*SIZE characters (N when SIZE is 0) at most up to this.
@@ -84,6 +104,7 @@ async def send_message(ctx: TurnContext, text: str, deltas: Iterable[str]) -> No
     for delta in deltas:
         await ctx.agent_message_delta(item_id, delta)
     await ctx.item_completed(agent_message_item(item_id, text))
+    record_output(ctx, text)
 
 
 async def say(ctx: TurnContext, text: str) -> None:
@@ -97,6 +118,7 @@ async def think(ctx: TurnContext, text: str) -> None:
     for delta in split_words(text):
         await ctx.reasoning_summary_delta(item_id, delta, 0)
     await ctx.item_completed({**item, "summary": [text]})
+    record_output(ctx, text)
 
 
 def _count(what: str, value: str) -> int:
@@ -132,6 +154,7 @@ async def stream(ctx: TurnContext, arg: str) -> None:
         if i % STREAM_CHECKPOINT_EVERY == STREAM_CHECKPOINT_EVERY - 1:
             await trio.lowlevel.checkpoint()
     await ctx.item_completed(agent_message_item(item_id, text))
+    record_output(ctx, text)
 
 
 async def sleep(ctx: TurnContext, arg: str) -> None:
@@ -208,6 +231,9 @@ HANDLERS: dict[str, Handler] = {
     "run": run_command,
     "write": write_file,
     "review": review_directive,
+    "ask": functools.partial(ask, say=say),
+    "tool": functools.partial(call_tool, say=say),
+    "plan": plan,
 }
 
 
@@ -218,12 +244,24 @@ class ScriptAgent:
     model: str = "script"
     steerable: bool = True
 
+    def __init__(self, *, report_usage: bool = False) -> None:
+        self.report_usage = report_usage
+
     async def run_turn(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
         """The script; a turn/steer drops the rest of it and the steered input is
         handled the same way, in the same turn (PROTOCOL.md §10)."""
         script: Sequence[dict[str, Any]] | None = user_input
-        while script is not None:
-            script = await until_steered(ctx, functools.partial(self._run, ctx, script))
+        input_chars = 0
+        try:
+            while script is not None:
+                input_chars += text_chars(script)
+                script = await until_steered(ctx, functools.partial(self._run, ctx, script))
+        except TurnFailed:
+            if self.report_usage:
+                await report_usage(ctx, input_chars)
+            raise
+        if self.report_usage:
+            await report_usage(ctx, input_chars)
 
     async def _run(self, ctx: TurnContext, user_input: Sequence[dict[str, Any]]) -> None:
         plain, directives = parse_script(user_input)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import difflib
 import os
 import stat
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -117,6 +118,36 @@ def unified_diff(old: str | None, new: str, path: str) -> str:
     return "".join(line if line.endswith("\n") else f"{line}\n{NO_NEWLINE}" for line in lines)
 
 
+@dataclass
+class TurnDiff:
+    """The files one turn wrote: each path's content before the turn first wrote it
+    (None: it did not exist) and after its latest write, in the order first written."""
+
+    files: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+    def wrote(self, path: str, before: str | None, after: str) -> str:
+        """Record a write; return the turn's aggregated unified diff."""
+        first = self.files[path][0] if path in self.files else before
+        self.files[path] = (first, after)
+        return "".join(unified_diff(old, new, p) for p, (old, new) in self.files.items())
+
+
+_TURN_DIFFS: weakref.WeakKeyDictionary[TurnContext, TurnDiff] = weakref.WeakKeyDictionary()
+
+
+async def turn_diff_updated(ctx: TurnContext, path: str, before: str | None, after: str) -> None:
+    """`turn/diff/updated` with the turn's aggregated diff after a completed write (for a
+    context with agents.base.TalkingBack)."""
+    send = getattr(ctx, "diff_updated", None)
+    if send is None:
+        return
+    try:
+        tracker = _TURN_DIFFS.setdefault(ctx, TurnDiff())
+    except TypeError:
+        tracker = TurnDiff()
+    await send(tracker.wrote(path, before, after))
+
+
 def _change_item(item_id: str, plan: WritePlan, status: str) -> dict[str, Any]:
     kind = {"type": "update", "move_path": None} if plan.exists else {"type": "add"}
     return {
@@ -184,3 +215,9 @@ async def write_file(ctx: TurnContext, arg: str) -> None:
             "what this write replaced\n"
         )
     await finish("completed", message, done)
+    before = (
+        None
+        if written.created or written.old is None
+        else written.old.decode("utf-8", errors="replace")
+    )
+    await turn_diff_updated(ctx, plan.path, before, new_text)

@@ -7,6 +7,7 @@ from typing import Any
 from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import types as t
+from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InvalidParams
 from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
 from appserver.threads import objects
@@ -17,9 +18,11 @@ from .common import Handler, Services, session_result, settings_of, thread_id_of
 
 
 async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams) -> None:
-    settings = await settings_of(p)
+    settings = await settings_of(p, s.backends)
     if p.thread_source is not None:
         settings["threadSource"] = p.thread_source
+    if p.dynamic_tools:  # stored with the settings: a resume, a restart, a fork keep them
+        settings["dynamicTools"] = unstructure(p.dynamic_tools)
     if ctx.connection.client_name:
         settings["originator"] = ctx.connection.client_name
     ts = objects.now()
@@ -45,8 +48,13 @@ async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams)
 
 async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParams) -> None:
     thread_id = thread_id_of(p.thread_id)
-    settings = await settings_of(p)
+    settings = await settings_of(p, s.backends)
     thread, _ = await s.registry.load(thread_id)
+    provider = settings.get("modelProvider")
+    if provider is not None and provider != thread.record.model_provider:
+        # A provider switch without a model: the new provider's default model (as a fork
+        # does), never the old provider's model sent to the new backend.
+        settings.setdefault("model", s.backends.default_model(provider))
     # Later turns use them; a running turn keeps its own (§5.2). Stored first (§8.6).
     await store_settings(thread, settings)
     # excludeTurns: metadata and live state only (the client pages history itself).

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from appserver.protocol import fs_types as fst
@@ -100,6 +102,51 @@ class WarningNotification:
 
 
 @attrs.frozen(kw_only=True)
+class TurnPlanStep:
+    step: str
+    status: Literal["pending", "inProgress", "completed"]
+
+
+@attrs.frozen(kw_only=True)
+class TurnPlanUpdatedNotification:
+    thread_id: str
+    turn_id: str
+    plan: list[TurnPlanStep]
+    explanation: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TurnDiffUpdatedNotification:
+    thread_id: str
+    turn_id: str
+    diff: str
+
+
+@attrs.frozen(kw_only=True)
+class TokenUsageBreakdown:
+    total_tokens: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int = 0
+    output_tokens: int
+    reasoning_output_tokens: int
+
+
+@attrs.frozen(kw_only=True)
+class ThreadTokenUsage:
+    total: TokenUsageBreakdown
+    last: TokenUsageBreakdown
+    model_context_window: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ThreadTokenUsageUpdatedNotification:
+    thread_id: str
+    turn_id: str
+    token_usage: ThreadTokenUsage
+
+
+@attrs.frozen(kw_only=True)
 class NotificationSpec:
     name: str  # the Codex schema name, e.g. `ThreadStartedNotification`
     params: type
@@ -132,6 +179,13 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
         "ServerRequestResolvedNotification", ServerRequestResolvedNotification
     ),
     "error": _n("ErrorNotification", ErrorNotification),
+    # --- talking back (issue 15) ---
+    "turn/plan/updated": _n("TurnPlanUpdatedNotification", TurnPlanUpdatedNotification),
+    "turn/diff/updated": _n("TurnDiffUpdatedNotification", TurnDiffUpdatedNotification),
+    "thread/tokenUsage/updated": _n(
+        "ThreadTokenUsageUpdatedNotification", ThreadTokenUsageUpdatedNotification
+    ),
+    # --- end of talking back ---
     "warning": _n("WarningNotification", WarningNotification),
     "fs/changed": _n("FsChangedNotification", fst.FsChangedNotification),
     "command/exec/outputDelta": _n(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from appserver.protocol.converter import WireTypeError, type_name
-from appserver.protocol.items import CommandAction
+from appserver.protocol.items import CommandAction, DynamicToolCallOutputContentItem
 from appserver.protocol.wire import any_json, register_union
 
 # --- item/commandExecution/requestApproval ---------------------------------------------
@@ -128,6 +128,92 @@ def _pick_decision(value: Any) -> Any:
 register_union(CommandExecutionApprovalDecision, _pick_decision)
 
 
+# --- item/tool/requestUserInput (PROTOCOL.md §10 `/ask`) -------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ToolRequestUserInputOption:
+    label: str
+    description: str
+
+
+@attrs.frozen(kw_only=True)
+class ToolRequestUserInputQuestion:
+    id: str
+    header: str
+    question: str
+    is_other: bool = False
+    is_secret: bool = False
+    options: list[ToolRequestUserInputOption] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ToolRequestUserInputParams:
+    thread_id: str
+    turn_id: str
+    item_id: str
+    is_blocking: bool
+    questions: list[ToolRequestUserInputQuestion]
+    auto_resolution_ms: int | None = None  # deprecated in 0.171; always null, as there
+
+
+@attrs.frozen(kw_only=True)
+class ToolRequestUserInputAnswer:
+    answers: list[str]
+
+
+@attrs.frozen(kw_only=True)
+class ToolRequestUserInputResponse:
+    answers: dict[str, ToolRequestUserInputAnswer]
+
+
+# --- item/tool/call (dynamic tools, PROTOCOL.md §10 `/tool`) ---------------------------
+
+
+# Any JSON value, spelled out (so that the export test can sample it).
+_ANY_VALUE = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+
+
+@attrs.frozen(kw_only=True)
+class DynamicToolCallParams:
+    thread_id: str
+    turn_id: str
+    call_id: str
+    tool: str
+    namespace: str | None = None
+    arguments: Any = attrs.field(default=None, metadata=any_json(_ANY_VALUE, required=True))
+
+
+@attrs.frozen(kw_only=True)
+class DynamicToolCallResponse:
+    content_items: list[DynamicToolCallOutputContentItem]
+    success: bool
+
+
+# --- item/permissions/requestApproval --------------------------------------------------
+
+# The permission profiles are taken as given (agents build and read them).
+_PROFILE = {"type": "object"}
+
+
+@attrs.frozen(kw_only=True)
+class PermissionsRequestApprovalParams:
+    thread_id: str
+    turn_id: str
+    item_id: str
+    started_at_ms: int
+    cwd: str
+    permissions: Any = attrs.field(default=None, metadata=any_json(_PROFILE, required=True))
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PermissionsRequestApprovalResponse:
+    permissions: Any = attrs.field(default=None, metadata=any_json(_PROFILE, required=True))
+    scope: Literal["turn", "session"] = "turn"
+    strict_auto_review: bool | None = None
+
+
 @attrs.frozen(kw_only=True)
 class ServerRequestSpec:
     name: str  # the Codex schema stem: `{name}Params.json`, `{name}Response.json`
@@ -145,5 +231,18 @@ SERVER_REQUESTS: dict[str, ServerRequestSpec] = {
         name="FileChangeRequestApproval",
         params=FileChangeRequestApprovalParams,
         result=FileChangeRequestApprovalResponse,
+    ),
+    "item/tool/requestUserInput": ServerRequestSpec(
+        name="ToolRequestUserInput",
+        params=ToolRequestUserInputParams,
+        result=ToolRequestUserInputResponse,
+    ),
+    "item/tool/call": ServerRequestSpec(
+        name="DynamicToolCall", params=DynamicToolCallParams, result=DynamicToolCallResponse
+    ),
+    "item/permissions/requestApproval": ServerRequestSpec(
+        name="PermissionsRequestApproval",
+        params=PermissionsRequestApprovalParams,
+        result=PermissionsRequestApprovalResponse,
     ),
 }

@@ -19,6 +19,7 @@ from appserver.protocol.policies import (
     SandboxMode,
     SandboxPolicy,
 )
+from appserver.protocol.wire import any_json, register_tagged_union
 
 Personality = Literal["none", "friendly", "pragmatic"]
 ReasoningSummary = Literal["auto", "concise", "detailed", "none"]
@@ -176,9 +177,38 @@ class ThreadSettingsParams:
     service_tier: str | None = None
 
 
+# --- dynamic tools (thread/start `dynamicTools`, experimental in 0.171) ----------------
+
+
+@attrs.frozen(kw_only=True)
+class FunctionDynamicToolSpec:
+    """A tool the client runs (`item/tool/call`); also a member of a namespace."""
+
+    type: Literal["function"]
+    name: str
+    description: str
+    input_schema: Any = attrs.field(default=None, metadata=any_json(required=True))
+    defer_loading: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class NamespaceDynamicToolSpec:
+    type: Literal["namespace"]
+    name: str
+    description: str
+    tools: list[FunctionDynamicToolSpec]
+
+
+DynamicToolSpec = FunctionDynamicToolSpec | NamespaceDynamicToolSpec
+register_tagged_union(DynamicToolSpec)
+
+
 @attrs.frozen(kw_only=True)
 class ThreadStartParams(ThreadSettingsParams):
     ephemeral: bool = False
+    # Stored with the thread's settings as given (agents see them as ctx.dynamic_tools);
+    # experimental in 0.171 (protocol/experimental.py).
+    dynamic_tools: list[DynamicToolSpec] | None = None
     thread_source: str | None = None  # stored; reported as Thread.threadSource
     service_name: str | None = None  # accepted and ignored
     session_start_source: Literal["startup", "clear"] | None = None  # accepted and ignored

@@ -12,6 +12,9 @@ from appserver.threads.history import completed_params, wire_item
 from appserver.threads.loaded import ActiveTurn, LoadedThread
 from appserver.threads.persist import StoreRetry
 
+# Item types that have the `declined` status.
+DECLINABLE = frozenset({"commandExecution", "fileChange"})
+
 # Settles a turn's pending requests with no decision; returns the ids of their items.
 SettleTurnRequests = Callable[[LoadedThread, ActiveTurn], set[str]]
 
@@ -128,6 +131,8 @@ def cut_off(turn: ActiveTurn, item_id: str, waiting: set[str]) -> dict[str, Any]
     item = turn.live_item(item_id)
     if item.get("status") == "inProgress":
         # A command or write that was waiting for approval ends declined (§7.4);
-        # one that was cut off while running ends failed.
-        item["status"] = "declined" if item_id in waiting else "failed"
+        # one that was cut off while running, or an item without that status (a
+        # dynamic tool call), ends failed.
+        declinable = item_id in waiting and item.get("type") in DECLINABLE
+        item["status"] = "declined" if declinable else "failed"
     return objects.completed_item(item, item.get("startedAtMs"), objects.now_ms())

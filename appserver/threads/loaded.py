@@ -23,6 +23,8 @@ _generations = itertools.count(1)
 
 Broadcast = Callable[[str, Any], None]
 
+USER_INPUT_METHOD = "item/tool/requestUserInput"  # the thread is waitingOnUserInput
+
 # Item fields that accumulate deltas while an item is in progress.
 TEXT_FIELDS = {
     "agentMessage": "text",
@@ -39,7 +41,11 @@ class PendingApproval(jsonrpc.PendingRequest[int]):
     turn_id: str
     item_id: str
     done: trio.Event = attrs.Factory(trio.Event)
-    decision: str | None = None  # None: settled with no decision (§7.4)
+    # The answer: `result` of a response, `error` for a JSON-RPC error answer; neither
+    # when settled with no answer (§7.4).
+    answered: bool = False
+    error: bool = False
+    result: Any = None
 
 
 @attrs.define(eq=False)
@@ -120,6 +126,8 @@ class LoadedThread:
     closed: trio.Event = attrs.Factory(trio.Event)
     session_approvals: set[str] = attrs.Factory(set)
     finished_turns: int = 0  # bumps when a turn's final state is stored
+    # thread/tokenUsage/updated's running total while loaded (threads/talkback.py).
+    token_total: dict[str, int] | None = None
     idle_scope: trio.CancelScope | None = None
 
     @property
@@ -130,8 +138,11 @@ class LoadedThread:
 
     def status(self) -> dict[str, Any]:
         if self.turn is not None or self.pending:
-            waiting = any(p.method.endswith("/requestApproval") for p in self.pending.values())
-            return objects.active(waiting_on_approval=waiting)
+            methods = [p.method for p in self.pending.values()]
+            return objects.active(
+                waiting_on_approval=any(m.endswith("/requestApproval") for m in methods),
+                waiting_on_user_input=USER_INPUT_METHOD in methods,
+            )
         if self.last_failed:
             return dict(objects.SYSTEM_ERROR)
         return dict(objects.IDLE)

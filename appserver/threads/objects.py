@@ -14,8 +14,12 @@ IDLE: dict[str, Any] = {"type": "idle"}
 SYSTEM_ERROR: dict[str, Any] = {"type": "systemError"}
 
 
-def active(*, waiting_on_approval: bool) -> dict[str, Any]:
-    return {"type": "active", "activeFlags": ["waitingOnApproval"] if waiting_on_approval else []}
+def active(*, waiting_on_approval: bool, waiting_on_user_input: bool = False) -> dict[str, Any]:
+    """§4.2: the flags in that order when both."""
+    flags = ["waitingOnApproval"] if waiting_on_approval else []
+    if waiting_on_user_input:
+        flags.append("waitingOnUserInput")
+    return {"type": "active", "activeFlags": flags}
 
 
 def now() -> int:

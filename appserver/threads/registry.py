@@ -218,7 +218,7 @@ class Registry:
                 started.turn,
                 started.agent,
                 started.user_item,
-                self._requests.ask,
+                self._requests,
                 self._requests.settle_turn,
                 self.store_retry,
                 input_failure=started.input_failure,
@@ -305,7 +305,7 @@ class Registry:
                     log.warning("thread %s: turn %s is slow to stop", thread.id, turn.id)
                     turn.finish_scope.cancel()
         for pending in list(thread.pending.values()):
-            self._requests.settle(thread, pending, None)
+            self._requests.settle(thread, pending)
         if self._loaded.get(thread.id) is thread:
             del self._loaded[thread.id]
         for sub_id in list(thread.subscribers):

@@ -54,9 +54,11 @@ def _reserve(thread: LoadedThread) -> None:
 
 def _backend(record: ThreadRecord, backends: Backends) -> AgentBackend:
     agent = get_backend(record.model_provider, backends)
-    if agent is None:
+    if agent is None:  # a thread of a plugin that is no longer installed (or failed to load)
+        why = backends.unavailable.get(record.model_provider)
         raise errors.InvalidRequest(
             f"no agent backend for model provider {record.model_provider!r}"
+            + (f": {why}" if why else "")
         )
     return agent
 

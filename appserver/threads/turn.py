@@ -35,10 +35,11 @@ from appserver.threads.ending import (
 from appserver.threads.history import completed_params, stored_turn, wire_item
 from appserver.threads.loaded import ActiveTurn, LoadedThread
 from appserver.threads.persist import StoreRetry
+from appserver.threads.requests import ServerRequests
+from appserver.threads.talkback import TalkBack
 
 log = logging.getLogger("appserver.turn")
 
-AskApproval = Callable[[LoadedThread, ActiveTurn, ApprovalKind, dict[str, Any]], Awaitable[str]]
 SideWork = Callable[["TurnRunner"], Awaitable[None]]
 
 __all__ = ["TurnRunner", "completed_params", "finish_turn", "run_turn", "stored_turn"]
@@ -52,20 +53,21 @@ def side_context(turn: ActiveTurn) -> TurnRunner | None:
     return _RUNNERS.get(turn)
 
 
-class TurnRunner:
-    """The TurnContext of one turn (see appserver.agents.base)."""
+class TurnRunner(TalkBack):
+    """The TurnContext of one turn (see appserver.agents.base), with Steering and
+    TalkingBack (threads/talkback.py)."""
 
     def __init__(
         self,
         thread: LoadedThread,
         turn: ActiveTurn,
-        ask: AskApproval,
+        requests: ServerRequests,
         retry: StoreRetry | None = None,
         settle: SettleTurnRequests | None = None,
     ) -> None:
         self._thread = thread
         self._turn = turn
-        self._ask = ask
+        self._requests = requests
         self._retry = retry or StoreRetry()
         self._settle = settle
         self._side: trio.Nursery | None = None
@@ -95,6 +97,16 @@ class TurnRunner:
     @property
     def model(self) -> str:
         return self._turn.model
+
+    @property
+    def base_instructions(self) -> str | None:
+        value = self._thread.record.settings.get("baseInstructions")
+        return value if isinstance(value, str) else None
+
+    @property
+    def developer_instructions(self) -> str | None:
+        value = self._thread.record.settings.get("developerInstructions")
+        return value if isinstance(value, str) else None
 
     @property
     def session_approvals(self) -> set[str]:
@@ -187,7 +199,7 @@ class TurnRunner:
         self, kind: ApprovalKind, params: dict[str, Any]
     ) -> ApprovalDecision:
         self._check_open(params["itemId"])
-        decision = await self._ask(self._thread, self._turn, kind, params)
+        decision = await self._requests.ask(self._thread, self._turn, kind, params)
         return decision  # type: ignore[return-value]
 
     async def history(self) -> list[dict[str, Any]]:
@@ -279,7 +291,7 @@ async def run_turn(
     turn: ActiveTurn,
     agent: AgentBackend,
     user_item: dict[str, Any] | None,
-    ask: AskApproval,
+    requests: ServerRequests,
     settle: SettleTurnRequests,
     retry: StoreRetry | None = None,
     *,
@@ -293,7 +305,7 @@ async def run_turn(
     announced and the agent runs. `summary_view`: see ending.finish_turn."""
     status, message = "completed", None
     retry = retry or StoreRetry()
-    runner = TurnRunner(thread, turn, ask, retry, settle)
+    runner = TurnRunner(thread, turn, requests, retry, settle)
     with turn.cancel_scope:
         thread.refresh_status()
         params = {"threadId": thread.id}

@@ -45,6 +45,8 @@ class RecordingContext:
         self.approval_policy = approval_policy
         self.sandbox = sandbox
         self.model = model
+        self.base_instructions: str | None = None
+        self.developer_instructions: str | None = None
         # Earlier turns (wire form) returned by history(); `retrying` messages, in order.
         self.prior_turns: list[dict[str, Any]] = [] if history is None else history
         self.retries: list[str] = []

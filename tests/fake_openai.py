@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible endpoint for the openai backend tests: a real HTTP/1.1 server
-on loopback (trio + h11) answering `POST /v1/chat/completions` with scripted replies.
+on loopback (trio + h11) answering `POST /v1/chat/completions` (or `/v1/responses`: any
+path) with scripted replies; builders for both APIs' streams are below.
 
 Each request takes the next scripted `Reply` (a 500 when none is left). A reply's `parts`
 are sent in order; a `trio.Event` among them is waited for first, so a test decides exactly
@@ -224,3 +225,107 @@ def error_reply(status: int, message: str, headers: list[tuple[str, str]] | None
             *(headers or []),
         ],
     )
+
+
+def usage_chunk(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> bytes:
+    """The last chunk of a stream asked for with `stream_options.include_usage`."""
+    return event(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": cached},
+                "completion_tokens_details": {"reasoning_tokens": reasoning},
+            },
+        }
+    )
+
+
+def tool_call(name: str, arguments: dict[str, Any], *, call_id: str = "call_1") -> Reply:
+    """A streamed call of any tool, its arguments in one chunk."""
+    function = {"name": name, "arguments": json.dumps(arguments)}
+    parts: list[Part] = [
+        chunk(tool_calls=[{"index": 0, "id": call_id, "type": "function", "function": function}]),
+        chunk(finish="tool_calls"),
+        DONE,
+    ]
+    return stream_reply(*parts)
+
+
+# --- Responses API replies (`POST /v1/responses`) ---------------------------------------------
+
+
+def response_event(data: dict[str, Any]) -> bytes:
+    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def response_completed(input_tokens: int = 7, output_tokens: int = 3) -> bytes:
+    usage = {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 2},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 1},
+        "total_tokens": input_tokens + output_tokens,
+    }
+    return response_event({"type": "response.completed", "response": {"id": "r", "usage": usage}})
+
+
+def response_text(*pieces: str, index: int = 0) -> list[Part]:
+    """One assistant message output item streamed in `pieces`."""
+    item = {"type": "message", "id": f"msg_{index}", "role": "assistant", "content": []}
+    parts: list[Part] = [
+        response_event({"type": "response.output_item.added", "output_index": index, "item": item})
+    ]
+    parts += [
+        response_event(
+            {"type": "response.output_text.delta", "output_index": index, "delta": piece}
+        )
+        for piece in pieces
+    ]
+    done = {**item, "content": [{"type": "output_text", "text": "".join(pieces)}]}
+    parts.append(
+        response_event({"type": "response.output_item.done", "output_index": index, "item": done})
+    )
+    return parts
+
+
+def response_call(
+    name: str, arguments: dict[str, Any], *, call_id: str, index: int = 0
+) -> list[Part]:
+    """One function_call output item, its arguments streamed as two deltas."""
+    encoded = json.dumps(arguments)
+    item = {"type": "function_call", "id": "fc", "call_id": call_id, "name": name, "arguments": ""}
+    half = len(encoded) // 2
+    return [
+        response_event({"type": "response.output_item.added", "output_index": index, "item": item}),
+        *(
+            response_event(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "output_index": index,
+                    "delta": d,
+                }
+            )
+            for d in (encoded[:half], encoded[half:])
+        ),
+        response_event(
+            {
+                "type": "response.output_item.done",
+                "output_index": index,
+                "item": {**item, "arguments": encoded},
+            }
+        ),
+    ]
+
+
+def responses_reply(*parts: Part | list[Part], completed: bool = True) -> Reply:
+    flat: list[Part] = [response_event({"type": "response.created", "response": {"id": "r"}})]
+    for part in parts:
+        flat += part if isinstance(part, list) else [part]
+    if completed:
+        flat.append(response_completed())
+    return stream_reply(*flat)

@@ -583,8 +583,7 @@ def test_cli_flags(key_file: Path) -> None:
     assert config.read_api_key() == API_KEY
     defaults = config_from_args(["--in-memory"])
     assert defaults.agent == "builtin" and defaults.model_base_url == "https://api.openai.com/v1"
-    for bad in (
-        ["--agent", "nosuch"],
+    for bad in (  # (an unknown --agent: the agent registry's tests)
         ["--model-base-url", "ftp://x"],
         ["--api-key-file", str(key_file.parent / "missing")],
     ):

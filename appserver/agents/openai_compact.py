@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import TurnContext, TurnFailed
-from .openai_http import OpenAISettings, open_client, request_reply
+from .openai_http import OpenAISettings, open_client, request_body, request_reply
 from .openai_messages import history_messages
 
 COMPACT_INSTRUCTION = (
@@ -71,17 +71,11 @@ async def summarise(ctx: TurnContext, settings: OpenAISettings) -> str:
     messages = history_messages(await ctx.history())
     if not messages:
         return EMPTY_CONVERSATION
-    body = {
-        "model": ctx.model or settings.model,
-        "messages": [
-            {"role": "system", "content": COMPACT_INSTRUCTION},
-            {
-                "role": "user",
-                "content": "The conversation to summarise:\n\n" + transcript(messages),
-            },
-        ],
-        "stream": True,
-    }
+    request = [
+        {"role": "system", "content": COMPACT_INSTRUCTION},
+        {"role": "user", "content": "The conversation to summarise:\n\n" + transcript(messages)},
+    ]
+    body = request_body(settings, ctx.model or settings.model, request)
     async with open_client(settings) as client:
         reply = await request_reply(ctx, client, settings, body, emit=False)
     summary = reply.text.strip()

@@ -1,26 +1,34 @@
-"""Requests to an OpenAI-compatible `/chat/completions` endpoint: the settings, the HTTP
-client, and one request with its error handling, retried with backoff on 429 and 5xx
-answers (each retry announced by an `error` notification with `willRetry: true`)."""
+"""Requests to an OpenAI-compatible endpoint (`/chat/completions`, or `/responses` with
+`api="responses"`): the settings, the HTTP client, the request body, and one request with
+its error handling, retried on 429 and 5xx answers (each retry announced by an `error`
+notification with `willRetry: true`).
+
+Retries go through `tenacity` (exponential backoff with jitter; a `Retry-After` header
+is honoured instead, and one longer than `max_retry_after` ends the turn at once). After
+each answer the endpoint's token usage is reported (`ctx.token_usage`, when the context
+has it: agents.base.TalkingBack)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import attrs
 import httpx
+import tenacity
 import trio
 
 from .base import TurnContext, TurnFailed
-from .openai_stream import MAX_ERROR_DETAIL_CHARS, Reply, error_text, read_reply
+from .openai_responses import ResponsesStream, responses_body
+from .openai_stream import MAX_ERROR_DETAIL_CHARS, ChatStream, Reply, error_text, read_reply
 
 log = logging.getLogger("appserver.agents.openai")
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 API_KEY_ENV = "OPENAI_API_KEY"
+MODEL_APIS = ("chat", "responses")
 
 
 @attrs.frozen(kw_only=True)
@@ -32,13 +40,22 @@ class OpenAISettings:
     api_key: str | None = attrs.field(default=None, repr=False)
     timeout: float = 60.0  # to connect, and between two chunks of a response
     max_attempts: int = 3  # per request, for 429 and 5xx answers
-    retry_delay: float = 1.0  # first backoff, doubled on each retry
+    retry_delay: float = 1.0  # first backoff, doubled on each retry (plus jitter)
     max_retry_after: float = 30.0  # a longer Retry-After ends the turn instead
     max_steps: int = 20  # requests per turn
+    api: str = "chat"  # "chat" (/chat/completions) or "responses" (/responses)
 
     @property
     def completions_url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
+
+    @property
+    def responses_url(self) -> str:
+        return self.base_url.rstrip("/") + "/responses"
+
+    @property
+    def url(self) -> str:
+        return self.responses_url if self.api == "responses" else self.completions_url
 
 
 def scrub(settings: OpenAISettings, text: str) -> str:
@@ -56,6 +73,24 @@ def open_client(settings: OpenAISettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(headers=headers, timeout=timeout)
 
 
+def request_body(
+    settings: OpenAISettings,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The body of one streamed request in the configured API. `messages` are chat
+    messages and `tools` chat-completions tools (converted for the Responses API)."""
+    if settings.api == "responses":
+        return responses_body(model, messages, tools)
+    body: dict[str, Any] = {"model": model, "messages": list(messages)}
+    if tools:
+        body["tools"] = tools
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    return body
+
+
 async def request_reply(
     ctx: TurnContext,
     client: httpx.AsyncClient,
@@ -67,28 +102,58 @@ async def request_reply(
 ) -> Reply:
     """One request, retried on 429 / 5xx (with `error` willRetry notifications). The
     answer's text pieces are appended to `text` as they arrive; `emit` False streams no
-    items (a summary or a review, returned rather than said)."""
-    attempt = 1
-    while True:
-        outcome = await _attempt(ctx, client, settings, body, [] if text is None else text, emit)
-        if isinstance(outcome, Reply):
-            return outcome
-        if attempt >= settings.max_attempts:
-            raise TurnFailed(f"{outcome.message} (gave up after {attempt} attempts)")
-        delay = outcome.retry_after
-        if delay is None:
-            delay = settings.retry_delay * 2 ** (attempt - 1)
-        elif delay > settings.max_retry_after:
-            raise TurnFailed(f"{outcome.message}; the endpoint asks to retry after {delay:g} s")
-        attempt += 1
+    items (a summary or a review, returned rather than said). The answer's usage goes to
+    `ctx.token_usage`."""
+    pieces: list[str] = [] if text is None else text
+
+    async def announce(state: tenacity.RetryCallState) -> None:
+        outcome = state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
         await ctx.retrying(
             scrub(
                 settings,
-                f"{outcome.message}; retrying in {delay:g} s "
-                f"(attempt {attempt} of {settings.max_attempts})",
+                f"{failure}; retrying in {delay:.3g} s "
+                f"(attempt {state.attempt_number + 1} of {settings.max_attempts})",
             )
         )
-        await trio.sleep(delay)
+
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(settings.max_attempts),
+        wait=_Wait(settings),
+        retry=tenacity.retry_if_exception_type(_Retryable),
+        before_sleep=announce,
+        sleep=trio.sleep,
+        reraise=True,
+    )
+    try:
+        reply: Reply = await retrying(_attempt, ctx, client, settings, body, pieces, emit)
+    except _Retryable as exc:
+        raise TurnFailed(f"{exc} (gave up after {settings.max_attempts} attempts)") from None
+    report = getattr(ctx, "token_usage", None)
+    if reply.usage is not None and report is not None:
+        await report(dict(reply.usage))
+    return reply
+
+
+class _Wait(tenacity.wait.wait_base):
+    """The endpoint's Retry-After when it gives one, else exponential backoff from
+    `retry_delay` with up to `retry_delay` of jitter."""
+
+    def __init__(self, settings: OpenAISettings) -> None:
+        self._backoff = tenacity.wait_exponential_jitter(
+            multiplier=settings.retry_delay,
+            exp_base=2,
+            jitter=settings.retry_delay,
+            max=settings.max_retry_after,
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        failure = outcome.exception() if outcome is not None else None
+        if isinstance(failure, _Retryable) and failure.retry_after is not None:
+            return failure.retry_after
+        return float(self._backoff(retry_state))
 
 
 async def _attempt(
@@ -98,9 +163,9 @@ async def _attempt(
     body: dict[str, Any],
     text: list[str],
     emit: bool,
-) -> Reply | _Retryable:
-    url = settings.completions_url
-    log.debug("POST %s (model %s, %d messages)", url, body["model"], len(body["messages"]))
+) -> Reply:
+    url = settings.url
+    log.debug("POST %s (model %s)", url, body["model"])
     try:
         async with client.stream("POST", url, json=body) as response:
             status = response.status_code
@@ -108,7 +173,12 @@ async def _attempt(
                 detail = await _error_detail(response)
                 message = f"the model endpoint answered HTTP {status}: {detail}"
                 if status == 429 or status >= 500:
-                    return _Retryable(message, _retry_after(response))
+                    retry_after = _retry_after(response)
+                    if retry_after is not None and retry_after > settings.max_retry_after:
+                        raise TurnFailed(
+                            f"{message}; the endpoint asks to retry after {retry_after:g} s"
+                        )
+                    raise _Retryable(message, retry_after)
                 if status in (401, 403):
                     message += " (check the API key: --api-key-file or OPENAI_API_KEY)"
                 raise TurnFailed(message)
@@ -118,7 +188,8 @@ async def _attempt(
                     "malformed response from the model endpoint: expected a server-sent "
                     f"event stream, got {content_type}"
                 )
-            return await read_reply(ctx, response, text, emit=emit)
+            stream_type = ResponsesStream if settings.api == "responses" else ChatStream
+            return await read_reply(stream_type(ctx, text, emit=emit), response)
     except httpx.ConnectTimeout:
         raise TurnFailed(
             f"timed out after {settings.timeout:g} s connecting to the model endpoint {url}"
@@ -139,10 +210,12 @@ async def _attempt(
         ) from None
 
 
-@dataclass
-class _Retryable:
-    message: str
-    retry_after: float | None
+class _Retryable(Exception):
+    """A 429 / 5xx answer: retried (its message is the str)."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 
 from .base import TurnContext, TurnFailed, until_steered
-from .openai_http import OpenAISettings, open_client, request_reply
+from .openai_http import OpenAISettings, open_client, request_body, request_reply
 from .openai_messages import user_content
 from .openai_stream import Reply
-from .openai_tools import SHELL_TOOL, run_tool
+from .openai_tools import run_tool, tools_of
 
 # What the model is told of a tool call its answer made when a steer came before it ran.
 NOT_RUN = "Not run: the user sent new input before this tool call could run."
@@ -63,15 +63,6 @@ def tool_message(call_id: str, content: str) -> Message:
     return {"role": "tool", "tool_call_id": call_id, "content": content}
 
 
-def request_body(ctx: TurnContext, settings: OpenAISettings, messages: list[Message]) -> Message:
-    return {
-        "model": ctx.model or settings.model,
-        "messages": list(messages),
-        "tools": [SHELL_TOOL],
-        "stream": True,
-    }
-
-
 async def _ask(
     ctx: TurnContext,
     client: httpx.AsyncClient,
@@ -80,7 +71,7 @@ async def _ask(
     text: list[str],
     replies: list[Reply],
 ) -> None:
-    body = request_body(ctx, settings, messages)
+    body = request_body(settings, ctx.model or settings.model, messages, tools_of(ctx))
     replies.append(await request_reply(ctx, client, settings, body, text))
 
 

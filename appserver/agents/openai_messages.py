@@ -1,5 +1,6 @@
-"""The conversation as chat messages: the system prompt, user input, and earlier turns'
-items (history) converted for an OpenAI-compatible `/chat/completions` request."""
+"""The conversation as chat messages: the instructions, user input, and earlier turns'
+items (history) converted for an OpenAI-compatible `/chat/completions` request (the
+Responses API converts these messages in turn: openai_responses.input_items)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,44 @@ from .base import TurnContext
 MAX_TOOL_OUTPUT_CHARS = 32_000
 
 
+DEFAULT_INSTRUCTIONS = (
+    "You are a coding agent working in the directory {cwd}. Use the `shell` tool to "
+    "inspect files and run commands; each command may need the user's approval. Answer "
+    "concisely."
+)
+
+
+def instructions(ctx: TurnContext) -> tuple[str, str | None]:
+    """The thread's instructions: its `baseInstructions` (which replace the backend's
+    default prompt, as in Codex) and its `developerInstructions` (added after them).
+    The context offers them as `base_instructions` / `developer_instructions` when it
+    has them (a context without them gets the default prompt)."""
+    base = getattr(ctx, "base_instructions", None)
+    developer = getattr(ctx, "developer_instructions", None)
+    if not isinstance(base, str) or not base.strip():
+        base = DEFAULT_INSTRUCTIONS.format(cwd=ctx.cwd)
+    if not isinstance(developer, str) or not developer.strip():
+        developer = None
+    return base, developer
+
+
+def system_messages(ctx: TurnContext, *, separate: bool = False) -> list[dict[str, Any]]:
+    """The instructions as the conversation's first messages. Chat completions get one
+    system message (chat templates that take a single system message accept it), the
+    developer instructions after the base ones; `separate` (the Responses API) gives
+    two, as Codex sends its two `developer` messages."""
+    base, developer = instructions(ctx)
+    if developer is None:
+        return [{"role": "system", "content": base}]
+    if separate:
+        return [{"role": "system", "content": base}, {"role": "system", "content": developer}]
+    return [{"role": "system", "content": f"{base}\n\n{developer}"}]
+
+
 def system_message(ctx: TurnContext) -> dict[str, Any]:
-    return {
-        "role": "system",
-        "content": (
-            "You are a coding agent working in the directory "
-            f"{ctx.cwd}. Use the `shell` tool to inspect files and run commands; each "
-            "command may need the user's approval. Answer concisely."
-        ),
-    }
+    """The instructions as one system message (see system_messages)."""
+    (message,) = system_messages(ctx)
+    return message
 
 
 def user_content(content: Sequence[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -77,7 +107,8 @@ def compaction_summary(entry: dict[str, Any]) -> str | None:
 
 def history_messages(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Earlier turns' items as chat messages: user and agent messages, and each command
-    as an assistant tool call followed by its result. Reasoning is not sent back. A
+    or client tool call (`dynamicToolCall`) as an assistant tool call followed by its
+    result. Reasoning is not sent back. A
     compaction summary, whether a history entry of its own or an item of a turn, replaces
     everything before it."""
     messages: list[dict[str, Any]] = []
@@ -128,18 +159,33 @@ def _add_item(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
         messages.append({"role": "assistant", "content": item.get("text") or ""})
     elif kind == "commandExecution":
         arguments = {"command": item.get("command", ""), "workdir": item.get("cwd")}
-        previous = messages[-1] if messages else None
-        if (
-            previous is not None
-            and previous["role"] == "assistant"
-            and "tool_calls" not in previous
-        ):
-            messages.pop()  # the text the model said before calling the tool
-            content = previous["content"]
+        _add_call(messages, item["id"], "shell", json.dumps(arguments), describe(item))
+    elif kind == "dynamicToolCall":
+        namespace = item.get("namespace")
+        name = item.get("tool", "")
+        if isinstance(namespace, str):
+            name = f"{namespace}__{name}"  # openai_client_tools.function_name
+        if item.get("contentItems") is None and item.get("success") is None:
+            result = "Error: the client did not run the tool."
         else:
-            content = ""
-        messages.append(tool_call_message(item["id"], arguments, content))
-        messages.append({"role": "tool", "tool_call_id": item["id"], "content": describe(item)})
+            result = answer_text(item)
+        _add_call(messages, item["id"], name, json.dumps(item.get("arguments")), result)
+
+
+def _add_call(
+    messages: list[dict[str, Any]], call_id: str, name: str, arguments: str, result: str
+) -> None:
+    """A stored tool call and its result; the text the model said just before it is the
+    call message's content."""
+    previous = messages[-1] if messages else None
+    if previous is not None and previous["role"] == "assistant" and "tool_calls" not in previous:
+        messages.pop()
+        content = previous["content"]
+    else:
+        content = ""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    messages.append({"role": "assistant", "content": content, "tool_calls": [call]})
+    messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
 
 
 def describe(item: dict[str, Any]) -> str:
@@ -161,6 +207,22 @@ def describe(item: dict[str, Any]) -> str:
     elif output == "":
         lines.append("(no output)")
     return "\n".join(lines)
+
+
+def answer_text(answer: dict[str, Any]) -> str:
+    """What the model is told of a client tool's answer (or of a stored item's)."""
+    parts: list[str] = []
+    for content in answer.get("contentItems") or []:
+        if not isinstance(content, dict):
+            continue
+        if content.get("type") == "inputText" and isinstance(content.get("text"), str):
+            parts.append(content["text"])
+        elif content.get("type") == "inputImage":
+            parts.append("[image]")
+    text = truncate("\n".join(parts)) if parts else "(no output)"
+    if answer.get("success") is False:
+        return f"The tool reported a failure.\n{text}"
+    return text
 
 
 def truncate(text: str, limit: int = MAX_TOOL_OUTPUT_CHARS) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .base import TurnContext, TurnFailed
 from .openai_git import Change, gather
-from .openai_http import OpenAISettings, open_client, request_reply
+from .openai_http import OpenAISettings, open_client, request_body, request_reply
 
 REVIEW_INSTRUCTION = (
     "You are a careful code reviewer. Review the change you are given for correctness "
@@ -45,14 +45,11 @@ async def review_change(ctx: TurnContext, settings: OpenAISettings, target: dict
     change = await gather(ctx.cwd, target)
     if not change.diff and target.get("type") != "custom":
         return NOTHING_TO_REVIEW.format(what=_what(target))
-    body = {
-        "model": ctx.model or settings.model,
-        "messages": [
-            {"role": "system", "content": REVIEW_INSTRUCTION},
-            {"role": "user", "content": review_prompt(change)},
-        ],
-        "stream": True,
-    }
+    request = [
+        {"role": "system", "content": REVIEW_INSTRUCTION},
+        {"role": "user", "content": review_prompt(change)},
+    ]
+    body = request_body(settings, ctx.model or settings.model, request)
     async with open_client(settings) as client:
         reply = await request_reply(ctx, client, settings, body, emit=False)
     review = reply.text.strip()

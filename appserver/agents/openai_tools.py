@@ -1,15 +1,17 @@
-"""The model's one tool, `shell` (`{command, workdir?}`): its schema, and running a call as a
-`commandExecution` item through the builtin agent's `run_command` (same approvals, policies,
-replay and interrupt)."""
+"""The model's tools: the builtin `shell` (`{command, workdir?}`): its schema, and running a
+call as a `commandExecution` item through the builtin agent's `run_command` (same approvals,
+policies, replay and interrupt); and the client's dynamic tools (openai_client_tools)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import trio
 
 from .base import ApprovalDecision, ApprovalKind, TurnContext
+from .openai_client_tools import ClientTool, client_tools, run_client_tool
 from .openai_messages import describe
 from .openai_stream import ToolCall
 from .shell import refusal, run_command
@@ -67,6 +69,14 @@ class _CommandContext:
         return self._ctx.sandbox
 
     @property
+    def base_instructions(self) -> str | None:
+        return self._ctx.base_instructions
+
+    @property
+    def developer_instructions(self) -> str | None:
+        return self._ctx.developer_instructions
+
+    @property
     def model(self) -> str:
         return self._ctx.model
 
@@ -110,11 +120,24 @@ class _CommandContext:
         await self._ctx.retrying(message)
 
 
-async def run_tool(ctx: TurnContext, call: ToolCall) -> str:
+def tools_of(ctx: TurnContext) -> list[dict[str, Any]]:
+    """The tools offered to the model: `shell`, then the client's (chat form)."""
+    return [SHELL_TOOL, *(tool.chat_tool() for tool in client_tools(ctx).values())]
+
+
+async def run_tool(
+    ctx: TurnContext, call: ToolCall, clients: dict[str, ClientTool] | None = None
+) -> str:
     """Run one tool call; returns what the model is told. Problems with the call itself are
-    reported to the model, not raised."""
+    reported to the model, not raised. `clients`: the client tools offered (by default
+    the context's)."""
     if call.name != "shell":
-        return f"Error: unknown tool {call.name!r}; the only tool is `shell`."
+        offered = client_tools(ctx) if clients is None else clients
+        client = offered.get(call.name)
+        if client is not None:
+            return await run_client_tool(ctx, client, call)
+        names = ", ".join(f"`{name}`" for name in ["shell", *offered])
+        return f"Error: unknown tool {call.name!r}; the tools are {names}."
     try:
         arguments = json.loads("".join(call.arguments) or "{}")
     except ValueError:
@@ -122,6 +145,8 @@ async def run_tool(ctx: TurnContext, call: ToolCall) -> str:
     if not isinstance(arguments, dict):
         return "Error: the tool arguments must be a JSON object."
     command = arguments.get("command")
+    if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+        command = shlex.join(command)  # an argv, as Codex's own `shell` tool takes it
     if not isinstance(command, str) or not command.strip():
         return "Error: `command` must be a non-empty string."
     problem = refusal(command)

@@ -35,7 +35,7 @@ class Answers:
 def test_user_input_and_a_client_tool_through_the_sdk_handler(sdk: SdkEnv) -> None:
     handler = Answers()
     client = sdk.client(approval_handler=handler)
-    tool = {
+    tool: JsonObject = {
         "type": "function",
         "name": "lookup",
         "description": "looks a thing up",

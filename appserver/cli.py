@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -16,6 +13,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from appserver import logs
 from appserver._version import __version__
 from appserver.agents import AgentUnavailable, installed_plugins
 from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
@@ -49,8 +47,6 @@ from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.unix import default_socket_path
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
 from appserver.transports.ws_auth import MODES, WsAuthError
-
-log = logging.getLogger("appserver")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -254,32 +250,6 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
     return config
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, as_json: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def prepare_data_dir(config: ServerConfig) -> None:
     if config.data_dir is not None:
         create_data_dir(config.data_dir)  # 0700 (datadir.py); DataDirError: exit 2
@@ -332,8 +302,10 @@ async def run(config: ServerConfig) -> None:
             received = 0
             async for signum in signals:
                 received += 1
-                log.info("received %s", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
                 if received == 1:
+                    running = server.registry.statistics()["running_turns"]
+                    logs.shutdown_notice(name, running, config.shutdown_timeout)
 
                     async def graceful() -> None:
                         await server.shutdown(graceful=True)
@@ -341,6 +313,7 @@ async def run(config: ServerConfig) -> None:
 
                     nursery.start_soon(graceful)
                 else:
+                    logs.shutdown_notice(name, 0, 0, forced=True)
                     await server.shutdown(graceful=False)
                     nursery.cancel_scope.cancel()
                     break
@@ -354,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return schema_main(words[1:])
     try:
         config = config_from_args(argv)
-        setup_logging(config.log_level, config.log_json)
+        logs.setup_logging(config.log_level, config.log_json)
         prepare_data_dir(config)
         if config.listen == "stdio://":
             sys.stdout = sys.stderr  # stdout belongs to the protocol; stray prints go to stderr

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from appserver import jsonrpc
+from appserver import jsonrpc, logs
 from appserver.jsonrpc import (
     ErrorResponse,
     Invalid,
@@ -24,6 +24,7 @@ from appserver.jsonrpc import (
     Request,
     Response,
 )
+from appserver.metrics import NO_METRICS, Metrics
 from appserver.protocol import errors
 from appserver.protocol.converter import structure_params, unstructure
 from appserver.protocol.errors import InternalError, JsonRpcError
@@ -121,6 +122,7 @@ class Connection:
     handler: RequestHandler
     max_inflight: int = 128
     outbound_limit: int = 1024
+    metrics: Metrics = NO_METRICS  # the server's (metrics.py); hooks cost one call each
     id: int = attrs.field(factory=lambda: next(_connection_ids))
     initialized: bool = False
     client_name: str | None = None
@@ -167,8 +169,9 @@ class Connection:
             self._send.send_nowait(text if isinstance(text, Outbound) else Outbound(text))
             self._enqueued += 1
         except trio.WouldBlock:
-            log.warning("connection %d is a slow consumer; closing it", self.id)
+            logs.slow_consumer(self.id, self.client_name, self.queued)
             self.close(CLOSE_POLICY, "slow consumer")
+            self.metrics.slow_consumer_dropped()
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
@@ -253,6 +256,7 @@ class Connection:
                     return
                 self._write_started = None
                 self._written += len(batch)
+                self.metrics.delivered(len(batch))
                 self._drained.set()
                 self._drained = trio.Event()
 
@@ -331,9 +335,11 @@ class Connection:
         # Marked initialized and answered in one step: no notification can come first.
         self.send_nowait(jsonrpc.encode_response(req.id, unstructure(result)))
         self.initialized = True
+        logs.connection_initialized(self.id, params.client_info.name, params.client_info.version)
 
     async def _run_request(self, req: Request, params_type: type) -> None:
         ctx = RequestContext(self, req.id)
+        started = trio.current_time()
         try:
             try:
                 params: Any = structure_params(req.params, params_type)
@@ -352,6 +358,7 @@ class Connection:
                 await self.wait_writable()
             self.send_nowait(text)
         finally:
+            self.metrics.request_done(req.method, trio.current_time() - started)
             self.inflight -= 1
             if self.inflight == 0:
                 self._idle.set()

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import signal
 import struct
@@ -41,6 +42,8 @@ from appserver.protocol.command_types import (
 )
 from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InvalidRequest
+
+log = logging.getLogger("appserver.commands")
 
 DEFAULT_TIMEOUT_MS = 10_000  # as Codex's command/exec
 DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes per stream, as Codex
@@ -254,6 +257,24 @@ async def run(conn: Connection, entry: Exec, spec: Spawn) -> CommandExecResponse
                 await process.wait()
         assert process.returncode is not None
         code = TIMEOUT_EXIT_CODE if timed_out else exit_code(process.returncode)
+        log.info(
+            "command/exec run for connection %d in %s: %r exited %d%s",
+            conn.id,
+            spec.cwd,
+            spec.argv,
+            code,
+            " (timed out)" if timed_out else "",
+            extra={
+                "event": "command.run",
+                "source": "command/exec",
+                "connection_id": conn.id,
+                "argv": spec.argv,
+                "cwd": spec.cwd,
+                "exit_code": code,
+                "timed_out": timed_out,
+                "tty": spec.tty,
+            },
+        )
         return CommandExecResponse(exit_code=code, stdout=out.text(), stderr=err.text())
     finally:
         entry.started.set()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ from .approvals import Verdict
 from .base import TurnCancelled, TurnContext, TurnFailed
 from .chain import plan
 from .gates import Gatekeeper, command_actions
+
+log = logging.getLogger("appserver.commands")
 
 SHELL = "/bin/sh"
 READ_SIZE = 65536
@@ -162,6 +165,8 @@ async def run_command(ctx: TurnContext, command: str) -> None:
     await execute(ctx, item, chain.program, gates)
 
     verdict = gates.verdict
+    if gates.opened:  # something of it ran
+        _log_run(ctx, item, "run", f"{gates.opened}/{len(chain.parts)} part(s)")
     if verdict is Verdict.PROCEED:
         item.status = "completed" if item.exit_code == 0 else "failed"
     else:
@@ -279,12 +284,14 @@ async def run_user_shell(
     finally:
         if not ended:  # cancelled (an interrupt, the thread closing), possibly in a group
             _stopped(item, ABORTED, started_at)
+            _log_run(ctx, item, "userShell", "aborted")
             with trio.CancelScope(shield=True):
                 await ctx.item_completed(item.wire())
     if timer.cancelled_caught:
         _stopped(item, TIMED_OUT.format(ms=timeout_ms), started_at)
     else:
         item.status = "completed" if item.exit_code == 0 else "failed"
+    _log_run(ctx, item, "userShell", "timed out" if timer.cancelled_caught else "")
     await ctx.item_completed(item.wire())
 
 
@@ -297,3 +304,27 @@ def _stopped(item: CommandItem, why: str, started_at: float) -> None:
     item.status = "failed"
     item.exit_code = -1
     item.duration_ms = round((time.monotonic() - started_at) * 1000)
+
+
+def _log_run(ctx: TurnContext, item: CommandItem, source: str, note: str) -> None:
+    """One line per command actually run (the operator's audit, docs/operations.md)."""
+    log.info(
+        "command run (%s%s) in %s: %r exited %s",
+        source,
+        f", {note}" if note else "",
+        item.cwd,
+        item.command,
+        item.exit_code,
+        extra={
+            "event": "command.run",
+            "source": source,
+            "thread_id": ctx.thread_id,
+            "turn_id": ctx.turn_id,
+            "item_id": item.id,
+            "command": item.command,
+            "cwd": item.cwd,
+            "exit_code": item.exit_code,
+            "duration_ms": item.duration_ms,
+            "note": note,
+        },
+    )

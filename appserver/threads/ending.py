@@ -28,13 +28,14 @@ async def finish_turn(
     retry: StoreRetry | None = None,
     *,
     summary_view: bool = True,
-) -> None:
+) -> tuple[str, int]:
     """End a turn: settle its pending requests, complete every started item, store the
     final state, then announce it (§6, §7.4, §8.6). Each write is retried until it is
     stored; a store that fails for longer than the retry policy allows makes the turn
     end failed with the store's reason. `summary_view`: `turn/completed` of a completed
     turn carries its final agent message (`itemsView: "summary"`); without, as the
-    reference ends a compaction or a user shell command's turn, no item (`notLoaded`)."""
+    reference ends a compaction or a user shell command's turn, no item (`notLoaded`).
+    Returns the final status and when it ended (ms)."""
     retry = retry or StoreRetry()
 
     async def store(write: Callable[[], Awaitable[None]]) -> None:
@@ -108,6 +109,7 @@ async def finish_turn(
         )
         thread.publish("turn/completed", {"threadId": thread.id, "turn": final})
         thread.refresh_status()
+        return status, completed_ms
     finally:
         thread.turn = None if thread.turn is turn else thread.turn
         turn.done.set()

@@ -133,9 +133,9 @@ async def delete(registry: Registry, thread_id: str) -> None:
                 raise errors.thread_not_found(thread_id)
             raced = registry.get(thread_id)  # a load that was already reading it
             if raced is not None:
-                await registry.close(raced, archive=True)
+                await registry.close(raced, archive=True, why="delete")
             return
-        await registry.close(thread, archive=True)  # archive: no thread/closed
+        await registry.close(thread, archive=True, why="delete")  # archive: no thread/closed
         await thread.store.delete_thread(thread_id)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import attrs
@@ -19,7 +20,7 @@ from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.store.memory import MemoryStore
-from appserver.threads import objects
+from appserver.threads import audit, objects
 from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread
 from appserver.threads.persist import STORE_RETRY_SECONDS, StoreRetry
 from appserver.threads.requests import ServerRequests
@@ -80,7 +81,7 @@ class Registry:
         self._forget_subscription(sub.id, thread_id)
         if not thread.subscribers and self._begin_close(thread):
             # Closing from this very step: a resume racing it gets threadClosing (§8.4).
-            self.nursery.start_soon(self._finish_close, thread, False)
+            self.nursery.start_soon(self._finish_close, thread, False, "unsubscribe")
         return "unsubscribed"
 
     def _forget_subscription(self, sub_id: int, thread_id: str) -> None:
@@ -110,12 +111,14 @@ class Registry:
         thread = LoadedThread(record, store, self.broadcast, ephemeral=ephemeral)
         self._loaded[record.id] = thread
         self._subscribe(thread, sub)
+        audit.thread_loaded(thread, "created")
         return thread
 
     def adopt(self, thread: LoadedThread, sub: Subscriber) -> None:
         """A thread that threads/lifecycle.py stored (a fork): loaded, `sub` subscribed."""
         self._loaded[thread.id] = thread
         self._subscribe(thread, sub)
+        audit.thread_loaded(thread, "forked")
 
     async def load(self, thread_id: str) -> tuple[LoadedThread, bool]:
         """The loaded instance of a stored thread, loading it if needed (single-flight).
@@ -155,6 +158,7 @@ class Registry:
             self._loaded[thread_id] = thread
             thread.refresh_status()  # notLoaded -> idle / systemError, broadcast
             self._update_idle(thread)
+            audit.thread_loaded(thread, "resumed", interrupted=len(state.running_turn_ids))
             return thread, True
         finally:
             del self._loading[thread_id]
@@ -270,13 +274,16 @@ class Registry:
             return
         thread.idle_scope = None
         if thread.unloadable and self._loaded.get(thread.id) is thread:
-            await self.close(thread)
+            await self.close(thread, why="idle")
 
-    async def close(self, thread: LoadedThread, *, archive: bool = False) -> None:
+    async def close(
+        self, thread: LoadedThread, *, archive: bool = False, why: str | None = None
+    ) -> None:
         """Close a loaded thread once, however many causes race (§8.4). A thread loaded
-        again later is a new instance this teardown never touches (generations)."""
+        again later is a new instance this teardown never touches (generations). `why`
+        is for the log (default: archive, or closed)."""
         if self._begin_close(thread):
-            await self._finish_close(thread, archive)
+            await self._finish_close(thread, archive, why or ("archive" if archive else "closed"))
         else:
             await thread.closed.wait()
 
@@ -290,7 +297,7 @@ class Registry:
             thread.idle_scope = None
         return True
 
-    async def _finish_close(self, thread: LoadedThread, archive: bool) -> None:
+    async def _finish_close(self, thread: LoadedThread, archive: bool, why: str) -> None:
         turn = thread.turn
         if turn is not None:
             with trio.CancelScope(shield=True):
@@ -317,6 +324,7 @@ class Registry:
         )
         if not archive:
             self.broadcast("thread/closed", {"threadId": thread.id})
+        audit.thread_closed(thread, why)
         thread.closed.set()
 
     @asynccontextmanager
@@ -341,7 +349,7 @@ class Registry:
                 await running[0].done.wait()
         async with trio.open_nursery() as nursery:
             for thread in list(self._loaded.values()):
-                nursery.start_soon(self.close, thread)
+                nursery.start_soon(partial(self.close, thread, why="shutdown"))
 
     def abandon_turns(self) -> None:
         """At exit: stop every turn still trying to store its end (it stays untold)."""

@@ -13,7 +13,7 @@ import attrs
 from appserver import jsonrpc
 from appserver.agents.base import ApprovalKind
 from appserver.jsonrpc import ErrorResponse, Response
-from appserver.threads import objects
+from appserver.threads import audit, objects
 from appserver.threads.loaded import ActiveTurn, LoadedThread, PendingApproval
 from appserver.threads.subscriber import Subscriber
 
@@ -70,6 +70,7 @@ class ServerRequests:
         self._pending.add(pending)
         for sub in list(thread.subscribers.values()):
             sub.send_nowait(pending.text)  # server requests are never suppressed
+        audit.request_asked(pending)
         thread.refresh_status()
         await pending.done.wait()
         if not pending.answered:
@@ -106,10 +107,13 @@ class ServerRequests:
             pending.error = True
         else:
             pending.result = message.result
+        audit.request_answered(pending, sub.id)
         self.settle(pending.thread, pending)
 
     def settle(self, thread: LoadedThread, pending: PendingApproval) -> None:
         """End a pending request (answered, or with no answer: §7.4)."""
+        if not pending.answered and not pending.done.is_set():
+            audit.request_settled(pending)
         thread.pending.pop(pending.id, None)
         self._pending.discard(pending.id)
         thread.publish("serverRequest/resolved", {"threadId": thread.id, "requestId": pending.id})

@@ -25,7 +25,7 @@ from appserver.agents.base import (
     TurnFailed,
 )
 from appserver.store.errors import StoreUnavailable
-from appserver.threads import history, objects
+from appserver.threads import audit, history, objects
 from appserver.threads.ending import (
     SettleTurnRequests,
     announce_user_item,
@@ -313,6 +313,7 @@ async def run_turn(
             turn.id, "inProgress", items_view="notLoaded", started_at_ms=turn.started_at_ms
         )
         thread.publish("turn/started", {**params, "turn": started})
+        audit.turn_started(thread, turn, audit.turn_kind(agent))
         try:
             if user_item is not None:
                 await _announce_input(thread, turn, user_item, retry, input_failure)
@@ -329,7 +330,10 @@ async def run_turn(
     # Shielded from interrupts and shutdown; only a close that gives up on a failing
     # store cancels it (the turn then stays untold and stored inProgress).
     with turn.finish_scope:
-        await finish_turn(thread, turn, status, message, settle, retry, summary_view=summary_view)
+        status, completed_ms = await finish_turn(
+            thread, turn, status, message, settle, retry, summary_view=summary_view
+        )
+        audit.turn_ended(thread, turn, audit.turn_kind(agent), status, completed_ms)
 
 
 async def _announce_input(

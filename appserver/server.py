@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 import attrs
 import trio
 
-from appserver import jsonrpc
+from appserver import jsonrpc, logs
+from appserver.client_errors import single_errors  # H4
 from appserver.connection import CLOSE_GOING_AWAY, Connection
 from appserver.datadir import (
     DataDirLock,
@@ -27,6 +28,7 @@ from appserver.datadir import (
     warn_if_shared,
 )
 from appserver.handlers import Handlers, Services
+from appserver.metrics import CONTENT_TYPE_LATEST, Metrics, TimedStore  # H2
 from appserver.server_config import DEFAULT_MAX_MESSAGE_BYTES, ServerConfig
 from appserver.store.base import ThreadStore
 from appserver.store.errors import StoreOpenError
@@ -73,6 +75,10 @@ class Server:
     _fast: trio.Event = attrs.Factory(trio.Event)
     # The data dir's lock (None in memory); listeners record their URLs in it (datadir.py).
     data_dir_lock: DataDirLock | None = None
+    # H2: Prometheus metrics (metrics.py), served at /metrics on the websocket listener.
+    metrics: Metrics = attrs.field(
+        init=False, default=attrs.Factory(lambda self: Metrics(self.statistics), takes_self=True)
+    )
 
     # --- connections --------------------------------------------------------------------
 
@@ -83,16 +89,17 @@ class Server:
             self.handlers,
             max_inflight=self.config.max_inflight,
             outbound_limit=self.config.outbound_queue,
+            metrics=self.metrics,
         )
         if self._shutting_down:
             conn.close(CLOSE_GOING_AWAY, "server shutting down")
         self._connections.add(conn)
-        log.debug("connection %d opened (%s)", conn.id, transport.kind)
+        peer = logs.connection_opened(conn.id, transport)
         try:
             await conn.run()
         finally:
             self._connections.discard(conn)
-            log.debug("connection %d closed (%s)", conn.id, conn.close_reason)
+            logs.connection_closed(conn, transport.kind, peer)
 
     def broadcast(self, method: str, params: Any) -> None:
         """Send a notification to every initialized connection that has not opted out,
@@ -136,6 +143,12 @@ class Server:
                     max_message_bytes=self.config.max_message_bytes,
                     ping_interval=self.config.ws_ping_interval,
                     ping_timeout=self.config.ws_ping_timeout,
+                    http=websocket.HttpRoutes(  # H2: /healthz, /readyz, /metrics
+                        ready=lambda: not self._shutting_down,
+                        metrics=lambda: (CONTENT_TYPE_LATEST, self.metrics.render()),
+                        allowed_origins=frozenset(self.config.allow_origins),
+                        auth=self._ws_auth,
+                    ),
                     task_status=recorder,
                 )
             finally:
@@ -192,7 +205,7 @@ class Server:
 
         server_side, client_side = memory_transport_pair(self.config.max_message_bytes)
         self._conn_nursery.start_soon(self.run_connection, server_side)
-        async with Client.open(client_side) as client:
+        async with Client.open(client_side) as client:  # H4: one error, not a group
             yield client
 
     # --- shutdown -----------------------------------------------------------------------
@@ -241,6 +254,7 @@ class Server:
             "connections": len(self._connections),
             "listeners": len(self._listener_scopes),
             "inflight": sum(c.inflight for c in self._connections),
+            "queued": sum(c.queued for c in self._connections),  # H2
             **self.registry.statistics(),
         }
 
@@ -283,10 +297,18 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
     until after it closes; a data dir in use by another process raises
     `appserver.datadir.DataDirInUse` ("data dir DIR is in use by pid N")."""
     config = config or ServerConfig()
+    with single_errors():  # H4: errors leave as themselves, not in ExceptionGroups
+        async with _open_server(config) as server:
+            yield server
+
+
+@asynccontextmanager
+async def _open_server(config: ServerConfig) -> AsyncIterator[Server]:
     ws_auth = config.load_ws_auth()
     backends = config.backends()
     async with _open_store(config) as (store, lock), trio.open_nursery() as conn_nursery:
         server = Server(config, store, conn_nursery, ws_auth, data_dir_lock=lock)
+        store = cast(ThreadStore, TimedStore(store, server.metrics))  # H2: store latency
         async with open_registry(
             store,
             server.broadcast,
@@ -351,4 +373,5 @@ def _log_recovered(store: SqliteStore) -> None:
             "crash recovery: %d turn%s left running by a previous server marked interrupted",
             count,
             "" if count == 1 else "s",
+            extra={"event": "crash_recovery", "interrupted_turns": count},
         )

@@ -10,18 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import subprocess
-import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import attrs
 import trio
-import trio_websocket
-from wsproto.utilities import LocalProtocolError
 
 from appserver.client_errors import (
     ClientError,
@@ -29,11 +24,10 @@ from appserver.client_errors import (
     ConnectionClosedError,
     RpcError,
     ServerRequest,
+    single_errors,
 )
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import Transport, TransportClosed
-from appserver.transports.lines import LineTransport
-from appserver.transports.websocket import WebSocketTransport
 
 log = logging.getLogger("appserver.client")
 
@@ -67,6 +61,10 @@ class Client:
         self._pending: dict[int | str, _Slot] = {}
         self._notifications: deque[dict[str, Any]] = deque()
         self._server_requests: deque[ServerRequest] = deque()
+        # Arrival number of each buffered message (by id()), so `async for` can merge the
+        # two buffers back into the order the server sent them in.
+        self._arrival: dict[int, int] = {}
+        self._arrivals = itertools.count()
         self._arrived = trio.Event()
         self._closed = False
         self._send_lock = trio.Lock()
@@ -81,14 +79,15 @@ class Client:
     @asynccontextmanager
     async def open(cls, transport: Transport) -> AsyncIterator[Client]:
         client = cls(transport)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._reader)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    await transport.aclose()
+        with single_errors():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._reader)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        await transport.aclose()
 
     # --- reading ------------------------------------------------------------------------
 
@@ -116,10 +115,11 @@ class Client:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         if "method" in msg:
             if "id" in msg:
-                self._server_requests.append(
-                    ServerRequest(msg["id"], msg["method"], msg.get("params"))
-                )
+                request = ServerRequest(msg["id"], msg["method"], msg.get("params"))
+                self._arrival[id(request)] = next(self._arrivals)
+                self._server_requests.append(request)
             else:
+                self._arrival[id(msg)] = next(self._arrivals)
                 self._notifications.append(msg)
         else:
             slot = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
@@ -233,12 +233,16 @@ class Client:
         def take() -> dict[str, Any] | None:
             buf = self._notifications
             if method is None and where is None:
-                return buf.popleft() if buf else None
+                if not buf:
+                    return None
+                self._arrival.pop(id(buf[0]), None)
+                return buf.popleft()
             for i, msg in enumerate(buf):
                 if (method is None or msg.get("method") == method) and (
                     where is None or where(msg.get("params") or {})
                 ):
                     del buf[i]
+                    self._arrival.pop(id(msg), None)
                     return msg
             return None
 
@@ -259,6 +263,7 @@ class Client:
                     where is None or where(req.params or {})
                 ):
                     del self._server_requests[i]
+                    self._arrival.pop(id(req), None)
                     return req
             return None
 
@@ -274,7 +279,39 @@ class Client:
         """Take every buffered notification."""
         out = list(self._notifications)
         self._notifications.clear()
+        for msg in out:
+            self._arrival.pop(id(msg), None)
         return out
+
+    def __aiter__(self) -> Client:
+        return self
+
+    async def __anext__(self) -> dict[str, Any] | ServerRequest:
+        """`async for message in client`: every notification (a dict) and server request
+        (a `ServerRequest`) in the order the server sent them, taken from the same
+        buffers `next_notification` / `next_server_request` take from; ends when the
+        connection has closed and nothing is left."""
+
+        def take() -> dict[str, Any] | ServerRequest | None:
+            notes, requests = self._notifications, self._server_requests
+            if not notes and not requests:
+                return None
+            first: dict[str, Any] | ServerRequest
+            if not requests or (
+                notes
+                and self._arrival.get(id(notes[0]), -1) < self._arrival.get(id(requests[0]), -1)
+            ):
+                first = notes.popleft()
+            else:
+                first = requests.popleft()
+            self._arrival.pop(id(first), None)
+            return first
+
+        try:
+            message: dict[str, Any] | ServerRequest = await self._wait_for(take)
+        except ConnectionClosedError:
+            raise StopAsyncIteration from None
+        return message
 
     async def wait_closed(self) -> None:
         while not self._closed:
@@ -284,105 +321,5 @@ class Client:
         await self._transport.aclose()
 
 
-async def _exit_websocket(opening: Any, exc: BaseException | None) -> bool:
-    """Leave trio-websocket's context. A ping that arrives while the client is closing
-    makes trio-websocket 0.12 try to answer with a Pong in the LOCAL_CLOSING state, which
-    raises LocalProtocolError from its reader task; at that point the connection is over
-    anyway, so that one error is dropped."""
-    try:
-        if exc is None:
-            return bool(await opening.__aexit__(None, None, None))
-        return bool(await opening.__aexit__(type(exc), exc, exc.__traceback__))
-    except BaseExceptionGroup as group:
-        _, rest = group.split(LocalProtocolError)
-        if rest is not None:
-            raise rest from None
-        return exc is None
-    except LocalProtocolError:
-        return exc is None
-
-
-def _connect_failure(exc: BaseException) -> BaseException | None:
-    """The handshake or socket error inside what trio-websocket raised, if that is all."""
-    if isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        return _connect_failure(exc.exceptions[0])
-    if isinstance(exc, trio_websocket.HandshakeError | OSError):
-        return exc
-    return None
-
-
-@asynccontextmanager
-async def connect_websocket(
-    url: str,
-    *,
-    token: str | None = None,
-    origin: str | None = None,
-    max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
-) -> AsyncIterator[Client]:
-    """A client over a websocket; `token` is sent as `Authorization: Bearer <token>`."""
-    headers: list[tuple[bytes, bytes]] = []
-    if token is not None:
-        headers.append((b"Authorization", f"Bearer {token}".encode()))
-    if origin is not None:
-        headers.append((b"Origin", origin.encode()))
-    opening = trio_websocket.open_websocket_url(
-        url, extra_headers=headers, max_message_size=max_message_bytes
-    )
-    try:
-        ws = await opening.__aenter__()
-    except (trio_websocket.HandshakeError, OSError, BaseExceptionGroup) as exc:
-        cause = _connect_failure(exc)
-        if cause is None:
-            raise
-        if isinstance(cause, trio_websocket.ConnectionRejected):
-            raise ConnectError(
-                f"{url} refused the connection: HTTP {cause.status_code}", cause.status_code
-            ) from None
-        raise ConnectError(f"cannot connect to {url}: {cause.__cause__ or cause}") from None
-    try:
-        async with Client.open(WebSocketTransport(ws, ping_interval=3600)) as client:
-            yield client
-    except BaseException as exc:
-        if not await _exit_websocket(opening, exc):
-            raise
-    else:
-        await _exit_websocket(opening, None)
-
-
-@asynccontextmanager
-async def spawn_stdio(
-    args: Sequence[str] = (),
-    *,
-    command: Sequence[str] | None = None,
-    env: dict[str, str] | None = None,
-    stderr: int | None = None,
-    max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
-) -> AsyncIterator[Client]:
-    """Start `appserver <args>` (or `command + args`) as a subprocess speaking stdio and
-    yield a client wired to its stdin/stdout. Leaving closes stdin and waits for exit."""
-    argv = [*(command or [sys.executable, "-m", "appserver"]), *args]
-    async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                check=False,
-                env=env,
-            )
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        transport = LineTransport(proc.stdout, proc.stdin, max_message_bytes)
-        try:
-            async with Client.open(transport) as client:
-                client.process = proc
-                yield client
-        finally:
-            with trio.move_on_after(10) as scope:
-                await proc.wait()
-            if scope.cancelled_caught:
-                proc.kill()
+# The connectors live in client_connect.py (imported last: they use Client).
+from appserver.client_connect import connect_websocket, spawn_stdio  # noqa: E402

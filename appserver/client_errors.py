@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import attrs
+import trio
 
-__all__ = ["ClientError", "ConnectError", "ConnectionClosedError", "RpcError", "ServerRequest"]
+__all__ = [
+    "ClientError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "RpcError",
+    "ServerRequest",
+    "single_errors",
+]
 
 
 class ClientError(Exception):
@@ -44,3 +54,58 @@ class ServerRequest:
     id: int | str
     method: str
     params: Any
+
+
+# --- one exception out of nursery groups -----------------------------------------------
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What to raise for a nursery's group (the policy of trio-websocket's
+    `open_websocket`): a KeyboardInterrupt anywhere in it wins; else, with trio.Cancelled
+    set aside, a single exception is raised alone; only Cancelled -> the first of them;
+    two or more real errors stay grouped (the group itself)."""
+    leaves = _leaves(group)
+    for exc in leaves:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+    real = [exc for exc in leaves if not isinstance(exc, trio.Cancelled)]
+    if len(real) == 1:
+        return real[0]
+    if not real and leaves:
+        return leaves[0]
+    return group
+
+
+def _raise(exc: BaseException) -> NoReturn:
+    """Raise `exc` keeping its own __context__ (not the group being handled)."""
+    __tracebackhide__ = True
+    context, suppress = exc.__context__, exc.__suppress_context__
+    try:
+        raise exc
+    finally:
+        exc.__context__, exc.__suppress_context__ = context, suppress
+        del exc, context
+
+
+@contextmanager
+def single_errors() -> Iterator[None]:
+    """Let one error leave a block of nurseries as itself, not in ExceptionGroups (see
+    `collapse`); used by `connect_websocket`, `spawn_stdio`, `open_server` and
+    `Server.connect`."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        single = collapse(group)
+        if single is group:
+            raise
+        if isinstance(single, KeyboardInterrupt):
+            single.__suppress_context__ = True  # Ctrl-C: a short traceback
+            single.__traceback__ = None
+        _raise(single)

@@ -9,6 +9,11 @@ project where appserver is installed these fixtures exist without a ``conftest.p
 - ``appserver_client``: an initialized in-process `Client` of that server (async).
 - ``appserver_ws_url``: ``ws://127.0.0.1:PORT`` of that server serving websocket (async;
   uses pytest-trio's ``nursery`` fixture).
+- ``appserver_factory``: a `ServerFactory` to start more servers, stop or restart them
+  (async).
+
+Leaving a test stops its servers at once: turns still running are interrupted (no
+shutdown grace), so a test that leaves a turn running does not slow the suite.
 
 The async fixtures run under pytest-trio: set ``trio_mode = true`` in your pytest
 configuration, or mark each test ``@pytest.mark.trio``. Nothing here imports pytest-trio
@@ -23,7 +28,10 @@ Five lines::
         assert turn.text == "hi there"
 
 `run_turn` is the one helper: it starts a turn, answers approval requests and collects
-the turn's notifications until ``turn/completed``.
+the turn's notifications until ``turn/completed`` (or raises `TurnTimeout`).
+
+The helpers (`run_turn`, `TurnResult`, `TurnTimeout`, `text_input`, `ServerFactory`) import
+without pytest; the fixtures exist only where pytest is installed.
 """
 
 from __future__ import annotations
@@ -33,7 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-import pytest
+
+try:
+    import pytest
+except ImportError:  # the helpers work without pytest; the fixtures need it
+    HAVE_PYTEST = False
+else:
+    HAVE_PYTEST = True
 
 if TYPE_CHECKING:
     import trio
@@ -42,14 +56,24 @@ if TYPE_CHECKING:
     from appserver.server import Server, ServerConfig
 
 __all__ = [
+    "DEFAULT_TURN_TIMEOUT",
+    "ServerFactory",
     "TurnResult",
-    "appserver_client",
-    "appserver_config",
-    "appserver_server",
-    "appserver_ws_url",
+    "TurnTimeout",
     "run_turn",
     "text_input",
 ]
+
+DEFAULT_TURN_TIMEOUT = 30.0
+ASYNC_FIXTURES = frozenset(
+    {"appserver_server", "appserver_client", "appserver_ws_url", "appserver_factory"}
+)
+NEEDS_TRIO = (
+    "{test} uses {names}: async appserver fixtures, run only by pytest-trio. Set "
+    "`trio_mode = true` in your pytest configuration ([tool.pytest.ini_options] or "
+    "pytest.ini) or mark the test @pytest.mark.trio (pip install 'appserver[pytest]' "
+    "installs pytest-trio)"
+)
 
 Decision = Literal["accept", "acceptForSession", "decline", "cancel"]
 APPROVAL_METHODS = ("item/commandExecution/requestApproval", "item/fileChange/requestApproval")
@@ -58,37 +82,123 @@ APPROVAL_METHODS = ("item/commandExecution/requestApproval", "item/fileChange/re
 # --- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def appserver_config(tmp_path: Path) -> ServerConfig:
-    """The server's configuration: a SQLite store in a fresh temporary directory.
-    Override this fixture (same name, in your conftest.py or module) to change it."""
-    from appserver.server import ServerConfig
+class ServerFactory:
+    """Servers for one test, each run in its own task of the fixture's nursery (so they
+    can be started and stopped from the test): `start` one (by default with the
+    ``appserver_config`` of the test), `stop` it, `restart` it on the same configuration
+    (the same data dir: what it stored is there again). Every server still running
+    when the test ends is stopped at once."""
 
-    return ServerConfig(data_dir=tmp_path / "appserver")
+    def __init__(self, nursery: trio.Nursery, config: ServerConfig) -> None:
+        self._nursery = nursery
+        self._config = config
+        self._running: dict[int, tuple[trio.Event, trio.Event]] = {}
+
+    async def start(self, config: ServerConfig | None = None) -> Server:
+        server: Server = await self._nursery.start(self._run, config or self._config)
+        return server
+
+    async def stop(self, server: Server) -> None:
+        """Stop `server` at once (running turns are interrupted) and wait until it is
+        closed (its data dir unlocked). Stopping a stopped server does nothing."""
+        if id(server) not in self._running:
+            return
+        stop, done = self._running[id(server)]
+        stop.set()
+        await done.wait()
+
+    async def restart(self, server: Server) -> Server:
+        await self.stop(server)
+        return await self.start(server.config)
+
+    async def stop_all(self) -> None:
+        for stop, _ in self._running.values():
+            stop.set()
+        for _, done in list(self._running.values()):
+            await done.wait()
+
+    async def _run(self, config: ServerConfig, *, task_status: trio.TaskStatus[Server]) -> None:
+        import trio
+
+        from appserver.server import open_server
+
+        stop, done = trio.Event(), trio.Event()
+        key: int | None = None
+        try:
+            async with open_server(config) as server:
+                key = id(server)
+                self._running[key] = (stop, done)
+                task_status.started(server)
+                try:
+                    await stop.wait()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await server.shutdown(graceful=False)
+        finally:
+            if key is not None:
+                del self._running[key]
+            done.set()
 
 
-@pytest.fixture
-async def appserver_server(appserver_config: ServerConfig) -> AsyncIterator[Server]:
-    """A running in-process server; shut down (PROTOCOL.md §8.8) after the test."""
-    from appserver.server import open_server
+if HAVE_PYTEST:
 
-    async with open_server(appserver_config) as server:
-        yield server
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(item: pytest.Item) -> None:
+        """A clear error (not a hang or a warning about a never-awaited coroutine) when
+        a test uses the async fixtures without pytest-trio running it."""
+        names = sorted(ASYNC_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if not names or item.get_closest_marker("trio") is not None:
+            return
+        pytest.fail(NEEDS_TRIO.format(test=item.nodeid, names=", ".join(names)), pytrace=False)
 
+    @pytest.fixture
+    def appserver_config(tmp_path: Path) -> ServerConfig:
+        """The server's configuration: a SQLite store in a fresh temporary directory.
+        Override this fixture (same name, in your conftest.py or module) to change it."""
+        from appserver.server import ServerConfig
 
-@pytest.fixture
-async def appserver_client(appserver_server: Server) -> AsyncIterator[Client]:
-    """An in-process client of ``appserver_server``, already initialized."""
-    async with appserver_server.connect() as client:
-        await client.initialize("pytest", pytest.__version__)
-        yield client
+        return ServerConfig(data_dir=tmp_path / "appserver")
 
+    @pytest.fixture
+    async def appserver_factory(appserver_config: ServerConfig) -> AsyncIterator[ServerFactory]:
+        """Start, stop and restart servers during the test (`ServerFactory`)."""
+        import trio
 
-@pytest.fixture
-async def appserver_ws_url(appserver_server: Server, nursery: trio.Nursery) -> str:
-    """Serve ``appserver_server`` on a free loopback port for the test; its URL."""
-    port: int = await nursery.start(appserver_server.serve_websocket, "127.0.0.1", 0)
-    return f"ws://127.0.0.1:{port}"
+        async with trio.open_nursery() as nursery:
+            factory = ServerFactory(nursery, appserver_config)
+            try:
+                yield factory
+            finally:
+                with trio.CancelScope(shield=True):
+                    await factory.stop_all()
+
+    @pytest.fixture
+    async def appserver_server(appserver_config: ServerConfig) -> AsyncIterator[Server]:
+        """A running in-process server; stopped at once after the test (turns still
+        running are interrupted and stored so, PROTOCOL.md §8.8)."""
+        import trio
+
+        from appserver.server import open_server
+
+        async with open_server(appserver_config) as server:
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown(graceful=False)
+
+    @pytest.fixture
+    async def appserver_client(appserver_server: Server) -> AsyncIterator[Client]:
+        """An in-process client of ``appserver_server``, already initialized."""
+        async with appserver_server.connect() as client:
+            await client.initialize("pytest", pytest.__version__)
+            yield client
+
+    @pytest.fixture
+    async def appserver_ws_url(appserver_server: Server, nursery: trio.Nursery) -> str:
+        """Serve ``appserver_server`` on a free loopback port for the test; its URL."""
+        port: int = await nursery.start(appserver_server.serve_websocket, "127.0.0.1", 0)
+        return f"ws://127.0.0.1:{port}"
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -97,6 +207,10 @@ async def appserver_ws_url(appserver_server: Server, nursery: trio.Nursery) -> s
 def text_input(text: str) -> list[dict[str, Any]]:
     """``turn/start`` input holding one text element."""
     return [{"type": "text", "text": text}]
+
+
+class TurnTimeout(TimeoutError):
+    """`run_turn`'s turn did not complete within its timeout."""
 
 
 @attrs.frozen
@@ -132,6 +246,7 @@ async def run_turn(
     text: str,
     *,
     decision: Decision | None = "accept",
+    timeout: float = DEFAULT_TURN_TIMEOUT,  # noqa: ASYNC109 (the issue asks for it: never a hang)
 ) -> TurnResult:
     """Start a turn of `text` on a thread `client` is subscribed to and wait for its end.
 
@@ -140,9 +255,32 @@ async def run_turn(
     every server request the client receives (`Client.next_server_request` cannot
     filter by thread), so use one client per concurrently running turn. With
     ``decision=None`` server requests are left alone for the caller to answer from
-    another task, and `TurnResult.approvals` stays empty. Put a timeout around the call
-    (``trio.fail_after``) if the turn might not end.
+    another task, and `TurnResult.approvals` stays empty.
+
+    The whole call (starting included) is bounded by `timeout` seconds (default 30):
+    past it, `TurnTimeout` is raised (the turn is left running; the fixtures' server
+    interrupts it when the test ends).
     """
+    import trio
+
+    notifications: list[dict[str, Any]] = []
+    with trio.move_on_after(timeout) as scope:
+        return await _run_turn(client, thread_id, text, decision, notifications)
+    assert scope.cancelled_caught
+    seen = ", ".join(n["method"] for n in notifications[-5:]) or "none"
+    raise TurnTimeout(
+        f"the turn {text!r} on thread {thread_id} did not complete within {timeout:g} s "
+        f"({len(notifications)} notification(s) of the thread, the last: {seen})"
+    )
+
+
+async def _run_turn(
+    client: Client,
+    thread_id: str,
+    text: str,
+    decision: Decision | None,
+    notifications: list[dict[str, Any]],
+) -> TurnResult:
     import trio
 
     started = await client.request("turn/start", {"threadId": thread_id, "input": text_input(text)})
@@ -156,7 +294,6 @@ async def run_turn(
                 approvals.append(request.params)
                 await client.respond(request.id, {"decision": decision})
 
-    notifications: list[dict[str, Any]] = []
     async with trio.open_nursery() as nursery:
         if decision is not None:
             nursery.start_soon(answer_approvals, decision)

@@ -13,7 +13,7 @@ import trio
 
 from appserver.client import Client, connect_websocket
 from appserver.server import STORE_FILE, Server, ServerConfig
-from appserver.testing import run_turn
+from appserver.testing import ServerFactory, TurnTimeout, run_turn
 
 from support import REPO
 
@@ -107,7 +107,51 @@ async def test_ws_url(appserver_ws_url: str, appserver_server: Server) -> None:
 # --- fresh projects, in a subprocess --------------------------------------------------------
 
 
-async def run_pytest(project: Path, *args: str) -> str:
+async def test_run_turn_times_out(appserver_client: Client) -> None:
+    """`run_turn(..., timeout=)` raises TurnTimeout, never hangs; the turn left running
+    is interrupted by the fixture's server at teardown."""
+    thread_id = (await appserver_client.request("thread/start"))["thread"]["id"]
+    with trio.fail_after(TIMEOUT):
+        before = trio.current_time()
+        try:
+            await run_turn(appserver_client, thread_id, "/sleep 60", timeout=0.5)
+        except TurnTimeout as exc:
+            assert "did not complete within 0.5 s" in str(exc)
+            assert "turn/started" in str(exc)
+        else:
+            raise AssertionError("no TurnTimeout")
+        assert trio.current_time() - before < 5
+
+
+async def test_factory_restarts_on_the_same_data_dir(appserver_factory: ServerFactory) -> None:
+    first = await appserver_factory.start()
+    async with first.connect() as client:
+        await client.initialize("factory")
+        thread_id = (await client.request("thread/start"))["thread"]["id"]
+    again = await appserver_factory.restart(first)
+    assert again is not first and again.config.data_dir == first.config.data_dir
+    other = await appserver_factory.start(ServerConfig())
+    async with again.connect() as client, other.connect() as second:
+        await client.initialize("factory")
+        await second.initialize("factory")
+        listed = await client.request("thread/list")
+        assert [t["id"] for t in listed["data"]] == [thread_id]
+        assert (await second.request("thread/list"))["data"] == []
+
+
+def test_helpers_import_without_pytest() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['pytest'] = None\n"
+        "from appserver.testing import run_turn, text_input, TurnResult, TurnTimeout\n"
+        "assert text_input('hi') == [{'type': 'text', 'text': 'hi'}]\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+async def run_pytest(project: Path, *args: str, ok: bool = True) -> str:
     """`python -m pytest` in `project` (its own rootdir and config); its output."""
     env = {
         k: v
@@ -124,7 +168,7 @@ async def run_pytest(project: Path, *args: str) -> str:
             check=False,
         )
     output: str = done.stdout.decode()
-    assert done.returncode == 0, output
+    assert (done.returncode == 0) == ok, output
     return output
 
 
@@ -164,3 +208,30 @@ async def test_project_without_pytest_trio_is_unaffected(tmp_path: Path) -> None
     )
     output = await run_pytest(tmp_path, "-p", "no:trio")
     assert "1 passed" in output
+
+
+async def test_a_turn_left_running_does_not_slow_teardown(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    (tmp_path / "test_left.py").write_text(
+        "async def test_left(appserver_client):\n"
+        '    thread = (await appserver_client.request("thread/start"))["thread"]\n'
+        '    text = [{"type": "text", "text": "/sleep 60"}]\n'
+        '    params = {"threadId": thread["id"], "input": text}\n'
+        '    await appserver_client.request("turn/start", params)\n'
+    )
+    before = trio.current_time()
+    output = await run_pytest(tmp_path)
+    assert "1 passed" in output
+    assert trio.current_time() - before < 20  # was 30 s of shutdown grace
+
+
+async def test_async_fixture_without_trio_mode_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_unmarked.py").write_text(
+        "async def test_unmarked(appserver_client):\n    pass\n\n"
+        "def test_sync(appserver_server):\n    pass\n"
+    )
+    output = await run_pytest(tmp_path, "-W", "ignore", ok=False)
+    assert "test_unmarked.py::test_unmarked uses appserver_client" in output
+    assert "test_unmarked.py::test_sync uses appserver_server" in output
+    assert "trio_mode = true" in output and "2 error" in output

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import shlex
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
+import time
 from pathlib import Path
 
 import attrs
@@ -29,8 +33,16 @@ class Done:
     stderr: str
 
 
-async def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Done:
-    env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+def base_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    out = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    out.pop("APPSERVER_URL", None)
+    out.update(env or {})
+    return out
+
+
+async def cli(
+    *args: str, stdin: bytes = b"", env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Done:
     with trio.fail_after(TIMEOUT):
         proc = await trio.run_process(
             [*CLIENT_ARGV, *args],
@@ -38,7 +50,9 @@ async def cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None)
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=env,
+            env=base_env(env),
+            cwd=cwd,
+            start_new_session=True,  # no controlling terminal: nothing to ask on
         )
     return Done(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
@@ -88,7 +102,7 @@ async def test_approvals_from_piped_stdin_over_websocket(tmp_path: Path) -> None
         # Default with stdin not a terminal: declined, with a message saying why.
         plain = await cli("send", *url, "/run echo plain")
         assert plain.returncode == 0, plain.stderr
-        assert "declined: stdin is not a terminal" in plain.stderr
+        assert "declined: no terminal to ask on" in plain.stderr
         assert "✗ declined" in plain.stdout and "plain" not in plain.stdout.splitlines()
 
         # --approve-from-stdin: one line per request, in order.
@@ -176,17 +190,22 @@ async def test_exit_codes() -> None:
 
     missing = "01a20280-49d5-7ad7-bc52-b1f1b13631e6"
     not_found = await cli("read", "--in-memory", missing)
-    assert not_found.returncode == 2
+    assert not_found.returncode == 4  # not a usage error
     assert not_found.stderr.strip() == f"appserver-client: error: thread not found: {missing}"
 
     resume_missing = await cli("send", "--in-memory", "--thread", missing, "hi")
-    assert resume_missing.returncode == 2 and "thread not found" in resume_missing.stderr
+    assert resume_missing.returncode == 4 and "thread not found" in resume_missing.stderr
+    watch_missing = await cli("watch", "--in-memory", missing)
+    assert watch_missing.returncode == 4 and "thread not found" in watch_missing.stderr
+
+    malformed = await cli("read", "--in-memory", "not-a-uuid")
+    assert malformed.returncode == 2 and "not a UUID" in malformed.stderr
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     refused = await cli("threads", "--url", f"ws://127.0.0.1:{port}")
-    assert refused.returncode == 2 and "cannot connect" in refused.stderr
+    assert refused.returncode == 3 and "cannot connect" in refused.stderr
 
     for bad in (["send"], ["threads", "--limit", "0"], ["read", "--url", "http://x", "id"]):
         usage = await cli(*bad)
@@ -234,6 +253,14 @@ async def test_without_url_the_client_uses_the_server_running_on_the_data_dir(
         assert listed.returncode == 0, listed.stderr
         (row,) = listed.stdout.splitlines()[1:]
         assert row.startswith(thread_id) and "idle" in row  # loaded: that server's view
+        # $APPSERVER_URL names it too (with another, empty default data dir).
+        elsewhere = {"APPSERVER_HOME": str(tmp_path / "elsewhere"), "APPSERVER_URL": server.url}
+        by_env = await cli("threads", env=elsewhere)
+        assert by_env.returncode == 0, by_env.stderr
+        assert by_env.stdout.splitlines()[1].startswith(thread_id)
+        # --in-memory / --data-dir choose a server and win over $APPSERVER_URL.
+        private = await cli("threads", "--in-memory", env=elsewhere)
+        assert private.returncode == 0 and private.stdout.strip() == "no threads"
         # --data-dir naming the same directory finds it too.
         read_cli = await cli("read", "--data-dir", home["APPSERVER_HOME"], thread_id)
         assert read_cli.returncode == 0 and "$ echo hi" in read_cli.stdout
@@ -290,3 +317,173 @@ async def test_a_stale_record_is_skipped_and_a_unix_listener_is_reached(tmp_path
             listed = await cli("threads", "--url", unix_server.url)
             (row,) = listed.stdout.splitlines()[1:]
             assert row.startswith(thread_id_in(sent)) and "idle" in row
+
+
+async def test_bad_appserver_url_and_wss_to_a_plain_listener(tmp_path: Path) -> None:
+    bad = await cli("threads", env={"APPSERVER_URL": "http://x"})
+    assert bad.returncode == 2
+    assert "$APPSERVER_URL: expected ws://HOST:PORT" in bad.stderr
+    async with run_ws_server("--data-dir", str(tmp_path)) as server:
+        wss = "wss://" + server.url.removeprefix("ws://")
+        refused = await cli("threads", "--url", wss, "--connect-timeout", "1")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.startswith(f"appserver-client: error: cannot connect to {wss}: ")
+    assert "no handshake within 1 s (is it serving TLS?)" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+async def test_new_threads_default_to_the_current_directory(tmp_path: Path) -> None:
+    here = tmp_path / "project"
+    here.mkdir()
+    data = str(tmp_path / "data")
+    sent = await cli("send", "--data-dir", data, "--yes", "/run pwd", cwd=here)
+    assert sent.returncode == 0, sent.stderr
+    assert str(here.resolve()) in sent.stdout.splitlines()
+    read = await cli("read", "--data-dir", data, "--json", thread_id_in(sent))
+    assert json.loads(read.stdout)["thread"]["cwd"] == str(here)
+
+
+async def test_threads_pages_with_a_cursor(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    ids = []
+    for text in ("first", "second", "third"):
+        sent = await cli("send", "--data-dir", data, text)
+        assert sent.returncode == 0, sent.stderr
+        ids.append(thread_id_in(sent))
+    seen: list[str] = []
+    args = ["threads", "--data-dir", data, "--limit", "2"]
+    page = await cli(*args)
+    while True:
+        assert page.returncode == 0, page.stderr
+        rows = page.stdout.splitlines()
+        assert rows[0].startswith("ID")
+        seen += [row.split()[0] for row in rows[1:]]
+        more = [ln for ln in page.stderr.splitlines() if ln.startswith("more threads: ")]
+        if not more:
+            break
+        cursor = shlex.split(more[0].split("--cursor ", 1)[1])[0]
+        page = await cli(*args, "--cursor", cursor)
+    assert seen == ids[::-1]  # newest first, each once
+    every = await cli(*args, "--all")
+    assert [row.split()[0] for row in every.stdout.splitlines()[1:]] == ids[::-1]
+    assert "more threads" not in every.stderr
+    bad = await cli(*args, "--cursor", "nonsense")
+    assert bad.returncode == 2 and "invalid cursor" in bad.stderr
+
+
+# --- under a real pseudo-terminal -------------------------------------------------------
+
+SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+@attrs.define
+class Terminal:
+    """A CLI subprocess whose controlling terminal is a pty (stdin too, unless piped)."""
+
+    proc: subprocess.Popen[bytes]
+    master: int
+    screen: bytes = b""
+
+    @classmethod
+    def spawn(
+        cls, *args: str, piped_stdin: bytes | None = None, cwd: Path | None = None
+    ) -> Terminal:
+        master, slave = os.openpty()
+        ctty = 0 if piped_stdin is None else 1
+
+        def take_terminal() -> None:  # runs in the child after setsid
+            fcntl.ioctl(ctty, termios.TIOCSCTTY, 0)
+
+        proc = subprocess.Popen(
+            [*CLIENT_ARGV, *args],
+            stdin=slave if piped_stdin is None else subprocess.PIPE,
+            stdout=slave,
+            stderr=slave,
+            env=base_env({"TERM": "xterm", "COLUMNS": "200"}),
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+        os.close(slave)
+        if piped_stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(piped_stdin)
+            proc.stdin.close()
+        return cls(proc, master)
+
+    def read(self, seconds: float) -> bytes:
+        """What arrives within `seconds` (b"" at end of output)."""
+        ready, _, _ = select.select([self.master], [], [], seconds)
+        if not ready:
+            return b""
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            return b""
+        self.screen += chunk
+        return chunk
+
+    def expect(self, text: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while text.encode() not in self.screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} not seen in {self.screen.decode(errors='replace')!r}"
+            if not self.read(left) and self.proc.poll() is not None:
+                raise AssertionError(f"exited before {text!r}: {self.screen!r}")
+
+    def quiet_for(self, seconds: float) -> bytes:
+        """Everything printed during `seconds` (to show that nothing is)."""
+        got = b""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            got += self.read(left)
+        return got
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self) -> int:
+        while self.read(TIMEOUT) or self.proc.poll() is None:
+            pass
+        os.close(self.master)
+        return self.proc.wait(TIMEOUT)
+
+    def lines(self) -> list[str]:
+        """The screen as a terminal shows it: each line's text after its last `\\r`."""
+        text = self.screen.decode(errors="replace").replace("\x1b[K", "")
+        return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+
+
+def test_the_spinner_never_draws_over_the_approval_prompt(tmp_path: Path) -> None:
+    term = Terminal.spawn("send", "--in-memory", "/sleep 1\n/run echo approved", cwd=tmp_path)
+    term.expect("working…")  # the spinner runs while the turn is silent
+    prompt = f"? run `echo approved` in {tmp_path} — allow? [y/N/a] "
+    term.expect(prompt)
+    after_prompt = term.quiet_for(1.2)  # the spinner would redraw after 0.4 s idle
+    assert after_prompt == b"", after_prompt
+    term.type("y\n")
+    assert term.finish() == 0, term.screen
+    lines = term.lines()
+    (prompt_line,) = [ln for ln in lines if "allow? [y/N/a]" in ln]
+    assert prompt_line == prompt + "y"
+    assert not set(SPINNER_FRAMES) & set(prompt_line)
+    assert "approved" in lines and "approval: accept" in lines
+
+
+def test_a_piped_message_is_approved_on_the_controlling_terminal(tmp_path: Path) -> None:
+    term = Terminal.spawn("send", "--in-memory", "-", piped_stdin=b"/run echo piped", cwd=tmp_path)
+    term.expect("— allow? [y/N/a] ")
+    term.type("n\n")
+    assert term.finish() == 0, term.screen
+    lines = term.lines()
+    assert "approval: decline" in lines and "piped" not in lines
+    assert "✗ declined" in lines
+    assert not any("no terminal" in ln for ln in lines)
+
+
+def test_help_lists_examples_exit_codes_and_the_environment() -> None:
+    done = subprocess.run(
+        [*CLIENT_ARGV, "--help"], capture_output=True, text=True, env=base_env(), check=True
+    )
+    assert "examples:" in done.stdout and "APPSERVER_URL" in done.stdout
+    assert "4  thread not found" in done.stdout and "3  cannot connect" in done.stdout

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
+import shlex
 import signal
 import sys
 import time
 
 import trio
+from rich.table import Table
+from rich.text import Text
 
 from appserver.client import Client, RpcError
 from appserver.client_cli.approvals import Approver
@@ -25,7 +27,6 @@ from appserver.client_cli.render import (
     print_json,
     render_event,
     status_text,
-    truncate,
 )
 
 
@@ -46,8 +47,7 @@ async def cmd_send(args: argparse.Namespace) -> int:
         if args.thread is not None:
             result = await client.request("thread/resume", {"threadId": args.thread})
         else:
-            start = {"cwd": args.cwd} if args.cwd else {}
-            result = await client.request("thread/start", start)
+            result = await client.request("thread/start", {"cwd": args.cwd})
         thread_id = str(result["thread"]["id"])
         if not args.json:
             how = "resumed" if args.thread is not None else "new"
@@ -164,40 +164,54 @@ async def cmd_threads(args: argparse.Namespace) -> int:
     params: Message = {"limit": args.limit, "sortKey": "updated_at", "archived": args.archived}
     if args.search:
         params["searchTerm"] = args.search
-    async with connect(args) as client:
-        result = await client.request("thread/list", params)
-    if args.json:
-        print_json(result)
-        return EXIT_OK
+    if args.cursor is not None:
+        params["cursor"] = args.cursor
     out = Output(color_enabled(sys.stdout, args.no_color))
-    threads: list[Message] = result.get("data") or []
-    if not threads:
-        out.line("no threads", "dim")
-        return EXIT_OK
-    width = shutil.get_terminal_size((120, 24)).columns
-    rows = [
-        (
-            str(th["id"]),
-            status_text(th.get("status") or {}),
-            human_time(int(th.get("updatedAt") or 0)),
-            th.get("name"),
-            str(th.get("preview") or ""),
+    async with connect(args) as client:
+        first = True
+        while True:
+            result = await client.request("thread/list", params)
+            if args.json:
+                print_json(result)
+            else:
+                _thread_table(out, result.get("data") or [], first=first)
+            cursor = result.get("nextCursor")
+            if not args.all or not cursor:
+                break
+            params["cursor"] = cursor
+            first = False
+    if cursor and not args.all and not args.json:
+        print(
+            f"more threads: run again with --cursor {shlex.quote(str(cursor))} (or --all)",
+            file=sys.stderr,
+            flush=True,
         )
-        for th in threads
-    ]
-    status_w = max(6, *(len(r[1]) for r in rows))
-    time_w = max(7, *(len(r[2]) for r in rows))
-    id_w = max(2, *(len(r[0]) for r in rows))
-    rest = max(20, width - id_w - status_w - time_w - 6)
-    header = f"{'ID':<{id_w}}  {'STATUS':<{status_w}}  {'UPDATED':<{time_w}}  NAME / PREVIEW"
-    out.line(header, "bold")
-    for thread_id, status, updated, name, preview in rows:
-        label = out.paint(truncate(name, rest), "bold") if name else truncate(preview, rest)
-        status_cell = out.paint(f"{status:<{status_w}}", _status_style(status))
-        out.line(f"{thread_id:<{id_w}}  {status_cell}  {updated:<{time_w}}  {label}".rstrip())
-    if result.get("nextCursor"):
-        out.line("(more: raise --limit, at most 100)", "dim")
     return EXIT_OK
+
+
+def _thread_table(out: Output, threads: list[Message], *, first: bool) -> None:
+    if not threads:
+        if first:
+            out.line("no threads", "dim")
+        return
+    table = Table(box=None, show_header=first, header_style="bold", pad_edge=False)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("UPDATED", no_wrap=True)
+    table.add_column("NAME / PREVIEW", no_wrap=True, overflow="ellipsis")
+    for th in threads:
+        status = status_text(th.get("status") or {})
+        name = th.get("name")
+        label = Text(" ".join(str(name or th.get("preview") or "").split()))
+        if name:
+            label.stylize("bold")
+        table.add_row(
+            str(th["id"]),
+            Text(status, style=_status_style(status)),
+            human_time(int(th.get("updatedAt") or 0)),
+            label,
+        )
+    out.table(table)
 
 
 def _status_style(status: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shlex
 from collections.abc import AsyncIterator
@@ -32,10 +33,11 @@ from appserver.client import (
     connect_websocket,
     spawn_stdio,
 )
-from appserver.client_cli.common import PROG, CliError
+from appserver.client_cli.common import PROG, CliError, Unreachable
 from appserver.datadir import Owner, default_data_dir, read_owner
 from appserver.transports.websocket import WebSocketTransport
 
+HANDSHAKE_SECONDS = 10.0
 REASONS = {401: "unauthorized (check --token-file)", 403: "forbidden"}
 
 
@@ -91,12 +93,18 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
     async with contextlib.AsyncExitStack() as stack:
         if args.url is not None:
             try:
-                client = await stack.enter_async_context(open_url(args.url, token))
+                client = await stack.enter_async_context(
+                    open_url(args.url, token, args.connect_timeout)
+                )
             except _Nobody as exc:
-                raise CliError(str(exc)) from None
+                raise Unreachable(str(exc)) from None
             await _initialize(client)
         else:
-            found = None if args.in_memory else await _running(stack, data_dir_of(args), token)
+            found = (
+                None
+                if args.in_memory
+                else await _running(stack, data_dir_of(args), token, args.connect_timeout)
+            )
             if found is None:
                 found = await stack.enter_async_context(spawn_stdio(server_args(args)))
                 await _initialize(found)
@@ -105,7 +113,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
 
 
 async def _running(
-    stack: contextlib.AsyncExitStack, data_dir: Path, token: str | None
+    stack: contextlib.AsyncExitStack, data_dir: Path, token: str | None, handshake_seconds: float
 ) -> Client | None:
     """A client of the server that holds `data_dir`, over a URL it recorded; None when
     there is none to reach."""
@@ -115,11 +123,11 @@ async def _running(
     for url in owner.urls:
         attempt = contextlib.AsyncExitStack()
         try:
-            client = await attempt.enter_async_context(open_url(url, token))
+            client = await attempt.enter_async_context(open_url(url, token, handshake_seconds))
         except _Nobody:
             continue
         except CliError as exc:
-            raise CliError(f"the appserver on {data_dir} (pid {owner.pid}): {exc}") from None
+            raise type(exc)(f"the appserver on {data_dir} (pid {owner.pid}): {exc}") from None
         try:
             result = await _initialize(client)
         except BaseException:
@@ -140,13 +148,30 @@ def _record(data_dir: Path) -> tuple[Owner | None, str]:
 
 
 @asynccontextmanager
-async def open_url(url: str, token: str | None) -> AsyncIterator[Client]:
-    """A client over `ws://…` or `unix://PATH`; _Nobody when nothing listens there,
-    CliError when the server refuses."""
+async def open_url(
+    url: str, token: str | None, handshake_seconds: float = HANDSHAKE_SECONDS
+) -> AsyncIterator[Client]:
+    """A client over `ws://…`, `wss://…` (TLS, verified against the system's CAs) or
+    `unix://PATH`; _Nobody when nothing listens there, Unreachable when the server refuses
+    or the handshake does not finish within `handshake_seconds`."""
     if url.startswith("unix://"):
         async with _connect_unix(url.removeprefix("unix://")) as client:
             yield client
         return
+    # A handshake that never ends (wss:// to a plain listener waits for a TLS answer that
+    # never comes) is bounded; the deadline is lifted once connected.
+    handshake = trio.CancelScope(deadline=trio.current_time() + handshake_seconds)
+    with handshake:
+        async with _open_websocket(url, token) as client:
+            handshake.deadline = math.inf
+            yield client
+            return
+    hint = " (is it serving TLS?)" if url.startswith("wss://") else ""
+    raise Unreachable(f"cannot connect to {url}: no handshake within {handshake_seconds:g} s{hint}")
+
+
+@asynccontextmanager
+async def _open_websocket(url: str, token: str | None) -> AsyncIterator[Client]:
     try:
         cm = connect_websocket(url, token=token)
         client = await cm.__aenter__()
@@ -155,9 +180,9 @@ async def open_url(url: str, token: str | None) -> AsyncIterator[Client]:
         if status is None:
             raise _Nobody(str(exc)) from None
         reason = REASONS.get(status, "")
-        raise CliError(f"cannot connect to {url}: HTTP {status} {reason}".strip()) from None
+        raise Unreachable(f"cannot connect to {url}: HTTP {status} {reason}".strip()) from None
     except (OSError, trio_websocket.HandshakeError) as exc:
-        raise CliError(f"cannot connect to {url}: {_describe_connect(exc)}") from None
+        raise Unreachable(f"cannot connect to {url}: {_describe_connect(exc)}") from None
     try:
         yield client
     except BaseException as exc:
@@ -179,7 +204,8 @@ async def _connect_unix(path: str) -> AsyncIterator[Client]:
             ws = await trio_websocket.wrap_client_stream(nursery, stream, "localhost", "/")
         except trio_websocket.HandshakeError as exc:
             await stream.aclose()
-            raise CliError(f"cannot connect to unix://{path}: {_describe_connect(exc)}") from None
+            reason = _describe_connect(exc)
+            raise Unreachable(f"cannot connect to unix://{path}: {reason}") from None
         try:
             async with Client.open(WebSocketTransport(ws, ping_interval=3600)) as client:
                 yield client
@@ -208,5 +234,5 @@ async def _initialize(client: Client) -> Any:
         if process is not None:
             with trio.move_on_after(5):
                 await process.wait()
-            raise CliError(f"the appserver exited (status {process.returncode})") from None
-        raise CliError(f"the connection closed: {client.close_reason}") from None
+            raise Unreachable(f"the appserver exited (status {process.returncode})") from None
+        raise Unreachable(f"the connection closed: {client.close_reason}") from None

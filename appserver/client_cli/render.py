@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import attrs
 import trio
+from rich.console import Console
+from rich.table import Table
 
 from appserver.client_cli.common import PROG, Message
 
@@ -40,6 +44,18 @@ class Spinner:
     running: bool = False
     shown: bool = False
     last_output: float = 0.0
+    paused: int = 0  # > 0 while a question is on the terminal: never draw over it
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        """Stop drawing (and erase the spinner) while a prompt is shown."""
+        self.clear()
+        self.paused += 1
+        try:
+            yield
+        finally:
+            self.paused -= 1
+            self.last_output = time.monotonic()
 
     def clear(self) -> None:
         if self.shown:
@@ -57,7 +73,7 @@ class Spinner:
         for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
             await trio.sleep(0.1)
             idle = time.monotonic() - self.last_output > 0.4
-            if self.running and idle and can_show():
+            if self.running and not self.paused and idle and can_show():
                 self.stream.write(f"\r{frame} working…")
                 self.stream.flush()
                 self.shown = True
@@ -89,6 +105,21 @@ class Output:
     def end_line(self) -> None:
         if not self.at_line_start:
             self.write("\n")
+
+    def table(self, table: Table) -> None:
+        """A rich table, coloured as this output is, as wide as the terminal (or 120)."""
+        self.end_line()
+        width = shutil.get_terminal_size((120, 24)).columns
+        console = Console(
+            file=self.stream,
+            width=width,
+            no_color=not self.color,
+            color_system="standard" if self.color else None,
+            force_terminal=self.color,
+            highlight=False,
+        )
+        console.print(table)
+        self.stream.flush()
 
     def line(self, text: str = "", *styles: str) -> None:
         self.end_line()
@@ -287,4 +318,4 @@ def render_event(renderer: Renderer, method: str, params: Message, *, verbose: b
     elif method in ("thread/archived", "thread/unarchived", "thread/closed"):
         out.line(f"· {method.removeprefix('thread/')}", "dim")
     elif method == "serverRequest/resolved":
-        out.line(f"· approval {params.get('requestId')} resolved", "dim")
+        out.line("· approval resolved", "dim")

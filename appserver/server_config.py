@@ -42,6 +42,8 @@ class ServerConfig:
     idle_unload_seconds: float = 1800.0
     shutdown_timeout: float = 30.0
     store_retry_seconds: float = STORE_RETRY_SECONDS  # §8.6: a failing store, then failed
+    # Read by the `appserver` command (logs.setup_logging); an embedding program
+    # configures `logging` itself.
     log_level: str = "info"
     log_json: bool = False
     # websocket liveness (§2.2): ping an idle peer this often; no pong in time = gone

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -109,22 +108,8 @@ def slow_consumer(conn: int, client: str | None, queued: int) -> None:
 
 
 def peer_of(transport: Transport) -> str:
-    """Who is on the other end: the websocket's remote address, else the transport kind
-    (stdio, memory; a Unix socket has no address of its own)."""
-    try:  # trio-websocket's `remote` raises for a Unix socket (its peer name is "")
-        remote = getattr(getattr(transport, "_ws", None), "remote", None)
-    except (ValueError, TypeError, OSError):
-        return "unix socket"
-    if not remote:
-        return transport.kind
-    address, port = getattr(remote, "address", None), getattr(remote, "port", None)
-    if address is None or port is None:  # a stream trio-websocket describes by its repr
-        found = re.search(r'address="([^"]+)", port=(\d+)', str(remote))
-        if found is None:
-            return str(remote)
-        address, port = found.groups()
-    host = f"[{address}]" if ":" in str(address) else str(address)
-    return f"{host}:{port}"
+    """Who is on the other end (the transport's `peer`)."""
+    return transport.peer
 
 
 def connection_opened(conn: int, transport: Transport) -> str:

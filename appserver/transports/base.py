@@ -32,6 +32,11 @@ class Transport(Protocol):
     def kind(self) -> str: ...
 
     @property
+    def peer(self) -> str:
+        """Who is on the other end, for logs: `host:port`, or the transport kind."""
+        ...
+
+    @property
     def applies_backpressure(self) -> bool:
         """True: producers wait for this peer (stdio). False: a full outbound queue makes
         the peer a slow consumer and it is dropped (websocket)."""

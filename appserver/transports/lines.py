@@ -18,6 +18,7 @@ class LineTransport:
     entirely and reported as FrameTooLarge; reading goes on with the next line."""
 
     kind = "stdio"
+    peer = "stdio"
     applies_backpressure = True
     half_close = True
 

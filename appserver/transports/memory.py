@@ -13,6 +13,7 @@ from appserver.transports.base import FrameTooLarge, TransportClosed
 
 class MemoryTransport:
     kind = "memory"
+    peer = "memory"
     applies_backpressure = True
     half_close = False
 

@@ -32,11 +32,11 @@ split (`_LEXICALLY_RISKY`): a wrong split could run text the user was not shown.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
-
-import bashlex  # type: ignore[import-untyped]
 
 GATE = "__appserver_gate"
 PRELUDE = (
@@ -46,6 +46,15 @@ PRELUDE = (
 # Replies the server writes to the gate.
 GO = b"go\n"
 STOP = b"stop\n"
+
+
+@functools.cache
+def _bashlex() -> Any:
+    """bashlex, imported on first use: it builds its parser tables at import (~0.1 s of
+    every server start, most of which never parse a command)."""
+    return importlib.import_module("bashlex")
+
+
 # Longer commands are not parsed (bashlex is pure Python); they are approved as a whole.
 MAX_SPLIT_CHARS = 16384
 
@@ -83,7 +92,7 @@ def split_spans(command: str) -> list[tuple[int, int]] | None:
     if len(command) > MAX_SPLIT_CHARS or _LEXICALLY_RISKY.search(command):
         return None
     try:
-        nodes = bashlex.parse(command)
+        nodes = _bashlex().parse(command)
     except Exception:  # bashlex raises ParsingError, NotImplementedError and others
         return None
     if len(nodes) != 1 or nodes[0].kind != "list" or _has_heredoc(nodes[0]):
@@ -116,6 +125,6 @@ def _has_heredoc(node: Any) -> bool:
     for value in vars(node).values():
         children = value if isinstance(value, list) else [value]
         for child in children:
-            if isinstance(child, bashlex.ast.node) and _has_heredoc(child):
+            if isinstance(child, _bashlex().ast.node) and _has_heredoc(child):
                 return True
     return False

@@ -20,11 +20,18 @@ import trio
 
 from appserver.client_errors import (
     ClientError,
+    ClientOverflow,
     ConnectError,
     ConnectionClosedError,
     RpcError,
     ServerRequest,
     single_errors,
+)
+from appserver.client_limits import (
+    OVERFLOW_CLOSE_CODE,
+    OVERFLOW_CLOSE_REASON,
+    BufferLimits,
+    frame_size,
 )
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import Transport, TransportClosed
@@ -34,8 +41,10 @@ log = logging.getLogger("appserver.client")
 CLIENT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 __all__ = [
+    "BufferLimits",
     "Client",
     "ClientError",
+    "ClientOverflow",
     "ConnectError",
     "ConnectionClosedError",
     "RpcError",
@@ -53,18 +62,23 @@ class _Slot:
 
 class Client:
     """A JSON-RPC client. Notifications and server requests are buffered in arrival
-    order; `next_notification` / `next_server_request` take the first match."""
+    order, within `limits`; `next_notification` / `next_server_request` take the first
+    match, `async for message in client` takes them all in order."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, limits: BufferLimits | None = None) -> None:
         self._transport = transport
         self._ids = itertools.count(1)
         self._pending: dict[int | str, _Slot] = {}
         self._notifications: deque[dict[str, Any]] = deque()
         self._server_requests: deque[ServerRequest] = deque()
-        # Arrival number of each buffered message (by id()), so `async for` can merge the
-        # two buffers back into the order the server sent them in.
-        self._arrival: dict[int, int] = {}
+        # Arrival number and size of each buffered message (by id()), so `async for` can
+        # merge the two buffers back into the order the server sent them in, and the
+        # buffered bytes are known.
+        self._arrival: dict[int, tuple[int, int]] = {}
         self._arrivals = itertools.count()
+        self._buffered_bytes = 0
+        self.limits = limits or BufferLimits()
+        self._overflow: tuple[str, int, int, int] | None = None
         self._arrived = trio.Event()
         self._closed = False
         self._send_lock = trio.Lock()
@@ -77,8 +91,10 @@ class Client:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, transport: Transport) -> AsyncIterator[Client]:
-        client = cls(transport)
+    async def open(
+        cls, transport: Transport, limits: BufferLimits | None = None
+    ) -> AsyncIterator[Client]:
+        client = cls(transport, limits)
         with single_errors():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._reader)
@@ -105,32 +121,77 @@ class Client:
                     msg_id = message.get("id") if "method" not in message else None
                     method = self._pending_methods.get(msg_id) if msg_id is not None else None
                     self.observer(message, method)
-                self._dispatch(message)
+                if not self._dispatch(message, frame_size(text)):
+                    break
+                if self._half_full():
+                    # Frames that arrived together (a stdio chunk holds hundreds) are
+                    # handed out one by one: a consumer that reads gets to run before
+                    # the buffer fills, however the frames were batched.
+                    await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
         finally:
             self._closed = True
             for slot in self._pending.values():
                 slot.done.set()
             self._arrived.set()
+        if self._overflow is not None:  # as the server drops a slow consumer
+            log.warning("%s", self._overflow_error())
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self._transport.aclose(OVERFLOW_CLOSE_CODE, OVERFLOW_CLOSE_REASON)
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        if "method" in msg:
-            if "id" in msg:
-                request = ServerRequest(msg["id"], msg["method"], msg.get("params"))
-                self._arrival[id(request)] = next(self._arrivals)
-                self._server_requests.append(request)
-            else:
-                self._arrival[id(msg)] = next(self._arrivals)
-                self._notifications.append(msg)
-        else:
+    def _dispatch(self, msg: dict[str, Any], size: int) -> bool:
+        """File one message; False when it does not fit the buffer (overflow)."""
+        if "method" not in msg:
             slot = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
-            if slot is None:
-                log.debug("unmatched response: %r", msg)
-                self._notifications.append(msg)  # visible to tests (e.g. id-null errors)
-            else:
+            if slot is not None:  # answers are never held back by the bounds
                 slot.message = msg
                 slot.done.set()
+                return True
+            log.debug("unmatched response: %r", msg)
+        if not self._fits(size):
+            return False
+        buffered: dict[str, Any] | ServerRequest = msg
+        if "method" not in msg:
+            self._notifications.append(msg)  # visible to tests (e.g. id-null errors)
+        elif "id" in msg:
+            buffered = ServerRequest(msg["id"], msg["method"], msg.get("params"))
+            self._server_requests.append(buffered)
+        else:
+            self._notifications.append(msg)
+        self._arrival[id(buffered)] = (next(self._arrivals), size)
+        self._buffered_bytes += size
         self._arrived.set()
         self._arrived = trio.Event()
+        return True
+
+    def _fits(self, size: int) -> bool:
+        count = len(self._notifications) + len(self._server_requests)
+        if count + 1 > self.limits.messages:
+            self._overflow = ("messages", self.limits.messages, count, self._buffered_bytes)
+        elif self._buffered_bytes + size > self.limits.bytes:
+            self._overflow = ("bytes", self.limits.bytes, count, self._buffered_bytes)
+        return self._overflow is None
+
+    def _half_full(self) -> bool:
+        count = len(self._notifications) + len(self._server_requests)
+        return count * 2 > self.limits.messages or self._buffered_bytes * 2 > self.limits.bytes
+
+    def _taken(self, message: object) -> None:
+        """Forget a message taken from a buffer."""
+        _, size = self._arrival.pop(id(message), (0, 0))
+        self._buffered_bytes -= size
+
+    def _overflow_error(self) -> ClientOverflow:
+        assert self._overflow is not None
+        return ClientOverflow(*self._overflow)
+
+    @property
+    def overflowed(self) -> bool:
+        """True once the buffer bound was passed and the client closed the connection."""
+        return self._overflow is not None
+
+    def buffered(self) -> tuple[int, int]:
+        """(messages, bytes) buffered now and not yet taken."""
+        return len(self._notifications) + len(self._server_requests), self._buffered_bytes
 
     @property
     def closed(self) -> bool:
@@ -140,6 +201,8 @@ class Client:
 
     async def send_raw(self, text: str) -> None:
         """Send one frame as is (for tests of bad input)."""
+        if self._overflow is not None:
+            raise self._overflow_error()
         async with self._send_lock:
             try:
                 await self._transport.send_all([Outbound(text)])
@@ -175,6 +238,8 @@ class Client:
             self._pending.pop(request_id, None)
             self._pending_methods.pop(request_id, None)
         if slot.message is None:
+            if self._overflow is not None:
+                raise self._overflow_error()
             raise ConnectionClosedError(f"connection closed before the answer to {method}")
         return slot.message
 
@@ -214,6 +279,8 @@ class Client:
 
     async def _wait_for(self, take: Callable[[], Any]) -> Any:
         while True:
+            if self._overflow is not None:
+                raise self._overflow_error()
             found = take()
             if found is not None:
                 return found
@@ -235,14 +302,14 @@ class Client:
             if method is None and where is None:
                 if not buf:
                     return None
-                self._arrival.pop(id(buf[0]), None)
+                self._taken(buf[0])
                 return buf.popleft()
             for i, msg in enumerate(buf):
                 if (method is None or msg.get("method") == method) and (
                     where is None or where(msg.get("params") or {})
                 ):
                     del buf[i]
-                    self._arrival.pop(id(msg), None)
+                    self._taken(msg)
                     return msg
             return None
 
@@ -263,7 +330,7 @@ class Client:
                     where is None or where(req.params or {})
                 ):
                     del self._server_requests[i]
-                    self._arrival.pop(id(req), None)
+                    self._taken(req)
                     return req
             return None
 
@@ -280,7 +347,7 @@ class Client:
         out = list(self._notifications)
         self._notifications.clear()
         for msg in out:
-            self._arrival.pop(id(msg), None)
+            self._taken(msg)
         return out
 
     def __aiter__(self) -> Client:
@@ -290,7 +357,8 @@ class Client:
         """`async for message in client`: every notification (a dict) and server request
         (a `ServerRequest`) in the order the server sent them, taken from the same
         buffers `next_notification` / `next_server_request` take from; ends when the
-        connection has closed and nothing is left."""
+        connection has closed and nothing is left, or raises `ClientOverflow` when the
+        client closed it because the buffers passed their bound."""
 
         def take() -> dict[str, Any] | ServerRequest | None:
             notes, requests = self._notifications, self._server_requests
@@ -299,16 +367,19 @@ class Client:
             first: dict[str, Any] | ServerRequest
             if not requests or (
                 notes
-                and self._arrival.get(id(notes[0]), -1) < self._arrival.get(id(requests[0]), -1)
+                and self._arrival.get(id(notes[0]), _UNKNOWN)
+                < self._arrival.get(id(requests[0]), _UNKNOWN)
             ):
                 first = notes.popleft()
             else:
                 first = requests.popleft()
-            self._arrival.pop(id(first), None)
+            self._taken(first)
             return first
 
         try:
             message: dict[str, Any] | ServerRequest = await self._wait_for(take)
+        except ClientOverflow:
+            raise
         except ConnectionClosedError:
             raise StopAsyncIteration from None
         return message
@@ -319,6 +390,9 @@ class Client:
 
     async def close(self) -> None:
         await self._transport.aclose()
+
+
+_UNKNOWN = (-1, 0)
 
 
 # The connectors live in client_connect.py (imported last: they use Client).

@@ -18,6 +18,7 @@ from wsproto.utilities import LocalProtocolError
 
 from appserver.client import CLIENT_MAX_MESSAGE_BYTES, Client
 from appserver.client_errors import ConnectError, single_errors
+from appserver.client_limits import BufferLimits
 from appserver.transports.lines import LineTransport
 from appserver.transports.websocket import WebSocketTransport
 
@@ -60,8 +61,10 @@ async def connect_websocket(
     token: str | None = None,
     origin: str | None = None,
     max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
+    buffer_limits: BufferLimits | None = None,
 ) -> AsyncIterator[Client]:
-    """A client over a websocket; `token` is sent as `Authorization: Bearer <token>`."""
+    """A client over a websocket; `token` is sent as `Authorization: Bearer <token>`;
+    `buffer_limits` bounds what it holds unread (default `BufferLimits()`)."""
     headers: list[tuple[bytes, bytes]] = []
     if token is not None:
         headers.append((b"Authorization", f"Bearer {token}".encode()))
@@ -71,12 +74,14 @@ async def connect_websocket(
         url, extra_headers=headers, max_message_size=max_message_bytes
     )
     with single_errors():
-        async with _websocket_client(url, opening) as client:
+        async with _websocket_client(url, opening, buffer_limits) as client:
             yield client
 
 
 @asynccontextmanager
-async def _websocket_client(url: str, opening: Any) -> AsyncIterator[Client]:
+async def _websocket_client(
+    url: str, opening: Any, limits: BufferLimits | None
+) -> AsyncIterator[Client]:
     try:
         ws = await opening.__aenter__()
     except (trio_websocket.HandshakeError, OSError, BaseExceptionGroup) as exc:
@@ -89,7 +94,7 @@ async def _websocket_client(url: str, opening: Any) -> AsyncIterator[Client]:
             ) from None
         raise ConnectError(f"cannot connect to {url}: {cause.__cause__ or cause}") from None
     try:
-        async with Client.open(WebSocketTransport(ws, ping_interval=3600)) as client:
+        async with Client.open(WebSocketTransport(ws, ping_interval=3600), limits) as client:
             yield client
     except BaseException as exc:
         if not await _exit_websocket(opening, exc):
@@ -107,21 +112,26 @@ async def spawn_stdio(
     cwd: str | os.PathLike[str] | None = None,
     stderr: int | None = None,
     max_message_bytes: int = CLIENT_MAX_MESSAGE_BYTES,
+    buffer_limits: BufferLimits | None = None,
 ) -> AsyncIterator[Client]:
     """Start `appserver <args>` (or `command + args`) as a subprocess speaking stdio and
     yield a client wired to its stdin/stdout. Leaving closes stdin and waits for exit.
     `env` (the whole environment; None inherits), `cwd` and `stderr` (None inherits,
-    `subprocess.DEVNULL`, a file descriptor...) are the process's options."""
+    `subprocess.DEVNULL`, a file descriptor...) are the process's options;
+    `buffer_limits` bounds what the client holds unread (default `BufferLimits()`)."""
     argv = [*(command or [sys.executable, "-m", "appserver"]), *args]
     options: dict[str, Any] = {"env": env, "cwd": cwd, "stderr": stderr}
     with single_errors():
-        async with _stdio_client(argv, options, max_message_bytes) as client:
+        async with _stdio_client(argv, options, max_message_bytes, buffer_limits) as client:
             yield client
 
 
 @asynccontextmanager
 async def _stdio_client(
-    argv: list[str], options: dict[str, Any], max_message_bytes: int
+    argv: list[str],
+    options: dict[str, Any],
+    max_message_bytes: int,
+    limits: BufferLimits | None,
 ) -> AsyncIterator[Client]:
     async with trio.open_nursery() as nursery:
         proc: trio.Process = await nursery.start(
@@ -137,7 +147,7 @@ async def _stdio_client(
         assert proc.stdin is not None and proc.stdout is not None
         transport = LineTransport(proc.stdout, proc.stdin, max_message_bytes)
         try:
-            async with Client.open(transport) as client:
+            async with Client.open(transport, limits) as client:
                 client.process = proc
                 yield client
         finally:

@@ -11,6 +11,7 @@ import trio
 
 __all__ = [
     "ClientError",
+    "ClientOverflow",
     "ConnectError",
     "ConnectionClosedError",
     "RpcError",
@@ -25,6 +26,26 @@ class ClientError(Exception):
 
 class ConnectionClosedError(ClientError):
     """The connection ended before the awaited answer or message arrived."""
+
+
+class ClientOverflow(ConnectionClosedError):
+    """The client's buffer of unread notifications and server requests passed its bound
+    (`BufferLimits`), so the client closed the connection (code 1008, as the server drops a
+    slow consumer): raised from the stream, every waiting `next_*`, every pending request
+    and every later send. `limit` is "messages" or "bytes"; `messages` / `bytes` are what
+    was buffered, unread, when the message that did not fit arrived."""
+
+    def __init__(self, limit: str, bound: int, messages: int, size: int) -> None:
+        super().__init__(
+            f"client buffer overflow: {messages} unread messages ({size} bytes) buffered, "
+            f"the next would pass BufferLimits.{limit}={bound}; the client closed the "
+            "connection. Take messages as they come (`async for message in client`, "
+            "`drain_notifications()`) or raise the bound (`buffer_limits=`)"
+        )
+        self.limit = limit
+        self.bound = bound
+        self.messages = messages
+        self.bytes = size
 
 
 class ConnectError(ClientError):

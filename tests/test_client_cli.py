@@ -72,6 +72,9 @@ async def test_send_yes_then_threads_and_read_over_stdio(tmp_path: Path) -> None
     assert "turn completed" in sent.stdout
     thread_id = thread_id_in(sent)
     assert f"--thread {thread_id}" in sent.stderr
+    # Request ids are not shown to humans: neither the word nor a JSON-RPC id.
+    shown = (sent.stdout + sent.stderr).lower()
+    assert "request" not in shown and '"id"' not in shown and "id:" not in shown, shown
 
     again = await cli("send", "--data-dir", data, "--thread", thread_id, "second", "message")
     assert again.returncode == 0, again.stderr
@@ -184,22 +187,25 @@ async def test_watch_sees_a_turn_started_by_another_client(tmp_path: Path) -> No
 
 
 async def test_exit_codes() -> None:
-    failed = await cli("send", "--in-memory", "/fail boom")
+    failed = await cli("send", "--in-memory", "/fail boom")  # a private stdio server
     assert failed.returncode == 1
     assert "turn failed: boom" in failed.stdout
 
-    missing = "01a20280-49d5-7ad7-bc52-b1f1b13631e6"
-    not_found = await cli("read", "--in-memory", missing)
-    assert not_found.returncode == 4  # not a usage error
-    assert not_found.stderr.strip() == f"appserver-client: error: thread not found: {missing}"
+    # One server for the rest (each --in-memory run would start a server of its own).
+    async with run_ws_server("--in-memory", "--log-level", "warning") as server:
+        url = ["--url", server.url]
+        missing = "01a20280-49d5-7ad7-bc52-b1f1b13631e6"
+        not_found = await cli("read", *url, missing)
+        assert not_found.returncode == 4  # not a usage error
+        assert not_found.stderr.strip() == f"appserver-client: error: thread not found: {missing}"
 
-    resume_missing = await cli("send", "--in-memory", "--thread", missing, "hi")
-    assert resume_missing.returncode == 4 and "thread not found" in resume_missing.stderr
-    watch_missing = await cli("watch", "--in-memory", missing)
-    assert watch_missing.returncode == 4 and "thread not found" in watch_missing.stderr
+        resume_missing = await cli("send", *url, "--thread", missing, "hi")
+        assert resume_missing.returncode == 4 and "thread not found" in resume_missing.stderr
+        watch_missing = await cli("watch", *url, missing)
+        assert watch_missing.returncode == 4 and "thread not found" in watch_missing.stderr
 
-    malformed = await cli("read", "--in-memory", "not-a-uuid")
-    assert malformed.returncode == 2 and "not a UUID" in malformed.stderr
+        malformed = await cli("read", *url, "not-a-uuid")
+        assert malformed.returncode == 2 and "not a UUID" in malformed.stderr
 
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -344,14 +350,25 @@ async def test_new_threads_default_to_the_current_directory(tmp_path: Path) -> N
 
 
 async def test_threads_pages_with_a_cursor(tmp_path: Path) -> None:
-    data = str(tmp_path / "data")
+    async with run_ws_server("--data-dir", str(tmp_path / "data")) as server:
+        await paging(server)
+
+
+async def paging(server: ServerProcess) -> None:
     ids = []
-    for text in ("first", "second", "third"):
-        sent = await cli("send", "--data-dir", data, text)
-        assert sent.returncode == 0, sent.stderr
-        ids.append(thread_id_in(sent))
+    async with connect_websocket(server.url) as client:  # `send` is tested above
+        await client.initialize("seed")
+        for text in ("first", "second", "third"):
+            started = await client.request("thread/start")
+            thread_id = started["thread"]["id"]
+            words = [{"type": "text", "text": text}]
+            await client.request("turn/start", {"threadId": thread_id, "input": words})
+            with trio.fail_after(TIMEOUT):
+                done = await client.next_notification("turn/completed")  # one at a time
+            assert done["params"]["threadId"] == thread_id
+            ids.append(thread_id)
     seen: list[str] = []
-    args = ["threads", "--data-dir", data, "--limit", "2"]
+    args = ["threads", "--url", server.url, "--limit", "2"]
     page = await cli(*args)
     while True:
         assert page.returncode == 0, page.stderr

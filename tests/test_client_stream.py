@@ -3,11 +3,13 @@ server sent them (one stream), over a real websocket."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from appserver.client import ServerRequest, connect_websocket
+from appserver.client import ServerRequest, connect_websocket, spawn_stdio
 from appserver.server import ServerConfig, open_server
 
 TIMEOUT = 20
@@ -49,3 +51,22 @@ async def test_the_stream_ends_when_the_connection_closes() -> None:
             methods = [m["method"] async for m in client if isinstance(m, dict)]
     assert methods[0] == "thread/started"
     assert client.closed
+
+
+async def test_spawn_stdio_takes_the_process_options(tmp_path: Path) -> None:
+    """`spawn_stdio(cwd=, env=, stderr=)` reach the child: new threads default to its cwd,
+    a command it runs sees the environment given, and its stderr goes where asked."""
+    log = tmp_path / "stderr.txt"
+    env = {**os.environ, "APPSERVER_TEST_MARK": "from-the-parent"}
+    with trio.fail_after(TIMEOUT), log.open("wb") as stderr:
+        async with spawn_stdio(
+            ["--in-memory"], cwd=tmp_path, env=env, stderr=stderr.fileno()
+        ) as client:
+            await client.initialize("options")
+            started = await client.request("thread/start")
+            ran = await client.request(
+                "command/exec", {"command": ["sh", "-c", "echo $APPSERVER_TEST_MARK"]}
+            )
+    assert started["thread"]["cwd"] == str(tmp_path)
+    assert ran["stdout"] == "from-the-parent\n"
+    assert "appserver" in log.read_text()  # its banner/log lines went to the file

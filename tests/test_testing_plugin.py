@@ -235,3 +235,18 @@ async def test_async_fixture_without_trio_mode_is_a_clear_error(tmp_path: Path) 
     assert "test_unmarked.py::test_unmarked uses appserver_client" in output
     assert "test_unmarked.py::test_sync uses appserver_server" in output
     assert "trio_mode = true" in output and "2 error" in output
+
+
+def test_packaging_license_classifiers_and_the_pytest_extra() -> None:
+    """Issue 17's packaging points, read from pyproject.toml (the source of the wheel's
+    metadata): a LICENSE file, `Typing :: Typed` (with the py.typed marker), the
+    `appserver[pytest]` extra and the plugin's entry point."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert (REPO / "LICENSE").is_file()
+    assert "Typing :: Typed" in project["classifiers"]
+    assert (REPO / "appserver" / "py.typed").is_file()
+    extra = " ".join(project["optional-dependencies"]["pytest"])
+    assert "pytest-trio" in extra and "pytest>=" in extra
+    assert project["entry-points"]["pytest11"] == {"appserver": "appserver.testing"}

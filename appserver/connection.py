@@ -128,6 +128,7 @@ class Connection:
     client_name: str | None = None
     opt_out: frozenset[str] = frozenset()
     experimental_api: bool = False  # initialize capabilities.experimentalApi (§3)
+    event_seq: bool = False  # capabilities.appserverEventSeq (§13)
     close_code: int = CLOSE_NORMAL
     close_reason: str = ""
     inflight: int = 0
@@ -331,6 +332,7 @@ class Connection:
         caps = params.capabilities
         self.opt_out = frozenset(caps.opt_out_notification_methods if caps else ())
         self.experimental_api = bool(caps and caps.experimental_api)
+        self.event_seq = bool(caps and caps.appserver_event_seq)
         self.client_name = params.client_info.name
         # Marked initialized and answered in one step: no notification can come first.
         self.send_nowait(jsonrpc.encode_response(req.id, unstructure(result)))

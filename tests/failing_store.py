@@ -27,7 +27,15 @@ from typing import Any, Literal
 import attrs
 import pytest
 
-from appserver.store.base import ListQuery, ThreadPage, ThreadRecord, ThreadStore, TurnRecord
+from appserver.store.base import (
+    EventSeqMark,
+    ListQuery,
+    LoggedEvent,
+    ThreadPage,
+    ThreadRecord,
+    ThreadStore,
+    TurnRecord,
+)
 from appserver.store.pages import LoadState, TurnPage
 from appserver.store.sqlite import open_sqlite_store, store_error
 
@@ -150,6 +158,23 @@ class FailingStore:
 
     async def list_turn_summaries(self, thread_id: str, **kwargs: Any) -> TurnPage:
         return await self.inner.list_turn_summaries(thread_id, **kwargs)
+
+    # (PROTOCOL.md §13): fail while down, like the other writes
+    async def get_event_mark(self, thread_id: str) -> EventSeqMark:
+        return await self.inner.get_event_mark(thread_id)
+
+    async def put_event_mark(self, thread_id: str, mark: EventSeqMark) -> None:
+        if self.down or self.held:
+            raise self.error()
+        await self.inner.put_event_mark(thread_id, mark)
+
+    async def append_events(self, thread_id: str, events: list[LoggedEvent], **bounds: int) -> None:
+        if self.down or self.held:
+            raise self.error()
+        await self.inner.append_events(thread_id, events, **bounds)
+
+    async def read_events(self, thread_id: str, after_seq: int) -> list[LoggedEvent]:
+        return await self.inner.read_events(thread_id, after_seq)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -47,7 +47,10 @@ pytestmark = pytest.mark.skipif(
 Json = Any
 
 # Fields appserver always sends that the 0.171 schema does not require (file, path).
-EXTRA_REQUIRED = {("v1/InitializeResponse.json", "serverInfo")}  # PROTOCOL.md §3
+EXTRA_REQUIRED = {
+    ("v1/InitializeResponse.json", "serverInfo"),  # PROTOCOL.md §3
+    ("v2/ThreadResumeResponse.json", "replay"),  # §13, opt-in extension
+}
 
 
 @pytest.fixture(scope="module")

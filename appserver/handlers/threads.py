@@ -9,8 +9,10 @@ from appserver.protocol import errors
 from appserver.protocol import types as t
 from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InvalidParams
+from appserver.protocol.replay_types import Replay
 from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
 from appserver.threads import objects
+from appserver.threads.replay import replay_rejoin
 from appserver.threads.starting import store_settings
 from appserver.threads.turn import stored_turn
 
@@ -46,8 +48,24 @@ async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams)
     s.broadcast("thread/started", {"thread": thread.thread_object()})
 
 
+def _after_seq(ctx: RequestContext, p: t.ThreadResumeParams) -> int | None:
+    """`afterSeq` (§13): a non-negative integer, from a connection with the capability."""
+    after = p.after_seq
+    if after is None:
+        return None
+    if type(after) is not int or after < 0:
+        raise InvalidParams.field("afterSeq", f"must be a non-negative integer, got {after!r}")
+    if not ctx.connection.event_seq:
+        raise errors.InvalidRequest(
+            "afterSeq requires the appserverEventSeq capability (initialize)",
+            kind="eventSeqNotEnabled",
+        )
+    return after
+
+
 async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParams) -> None:
     thread_id = thread_id_of(p.thread_id)
+    after_seq = _after_seq(ctx, p)
     settings = await settings_of(p, s.backends)
     thread, _ = await s.registry.load(thread_id)
     provider = settings.get("modelProvider")
@@ -57,11 +75,20 @@ async def thread_resume(s: Services, ctx: RequestContext, p: t.ThreadResumeParam
         settings.setdefault("model", s.backends.default_model(provider))
     # Later turns use them; a running turn keeps its own (§5.2). Stored first (§8.6).
     await store_settings(thread, settings)
+    if after_seq is not None:
+
+        def respond_replay(replay: Replay) -> None:
+            ctx.respond({**session_result(thread, []), "replay": unstructure(replay)})
+
+        if await replay_rejoin(s.registry, thread, ctx.connection, after_seq, respond_replay):
+            return
     # excludeTurns: metadata and live state only (the client pages history itself).
     turns = [] if p.exclude_turns else await s.registry.snapshot_turns(thread)
     if thread.closing or s.registry.get(thread_id) is not thread:
         raise errors.thread_closing(thread_id)
     result = session_result(thread, turns)
+    if after_seq is not None:
+        result["replay"] = None  # the log does not reach back: the snapshot (§13)
     s.registry.rejoin(thread, ctx.connection, lambda: ctx.respond(result))
 
 

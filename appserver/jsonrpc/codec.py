@@ -179,6 +179,12 @@ def encode_notification(method: str, params: Any) -> str:
     return dumps({"jsonrpc": "2.0", "method": method, "params": params})
 
 
+def with_seq(text: str, seq: int) -> str:
+    """An encoded notification or request with a top-level `"seq"` (PROTOCOL.md §13)
+    appended after its other members: the same text, no re-encoding."""
+    return f'{text[:-1]},"seq":{seq}}}'
+
+
 def encode_response(request_id: RequestId, result: Any) -> str:
     return dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
 

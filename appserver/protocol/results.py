@@ -21,6 +21,7 @@ from appserver.protocol import special_types as sp
 from appserver.protocol import steer_types as steer
 from appserver.protocol.objects import Thread, Turn
 from appserver.protocol.policies import ApprovalsReviewer, AskForApproval, SandboxPolicy
+from appserver.protocol.replay_types import Replay
 from appserver.protocol.wire import Empty, any_json, nullable, register_tagged_union
 
 # --- initialize (§3) -------------------------------------------------------------------
@@ -65,6 +66,8 @@ class ThreadStartResponse:
 class ThreadResumeResponse(ThreadStartResponse):
     turns_backwards_cursor: str | None = None
     items_backwards_cursor: str | None = None
+    # appserver extension (PROTOCOL.md §13): present when the request had afterSeq.
+    replay: Replay | None = None
 
 
 @attrs.frozen(kw_only=True)

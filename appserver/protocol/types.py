@@ -40,6 +40,8 @@ class ClientInfo:
 class InitializeCapabilities:
     experimental_api: bool = False
     opt_out_notification_methods: list[str] = attrs.Factory(list)
+    # appserver extension (PROTOCOL.md §13): numbered events, thread/resume afterSeq.
+    appserver_event_seq: bool = False
     # Accepted and ignored: appserver hosts no MCP servers, gateway or attestation.
     explicit_gateway_oauth: bool | None = None
     extensions: dict[str, Any] | None = None
@@ -218,6 +220,8 @@ class ThreadStartParams(ThreadSettingsParams):
 class ThreadResumeParams(ThreadSettingsParams):
     thread_id: str
     exclude_turns: bool = False
+    # appserver extension (PROTOCOL.md §13; protocol/replay_types.py): replay after it.
+    after_seq: int | None = None
 
 
 @attrs.frozen(kw_only=True)

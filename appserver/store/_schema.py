@@ -123,12 +123,38 @@ _V5: Final = (
     "CREATE INDEX injected_items_by_thread ON injected_items (thread_id, seq)",
 )
 
+# The numbered event log (PROTOCOL.md §13, store/_sqlite_events.py): each thread's seq
+# high-water mark (reserved in blocks before use; ``clean`` once released at close) and
+# its recent events as sent to opted-in connections, bounded by count and bytes.
+_V6: Final = (
+    """CREATE TABLE event_marks (
+        thread_id TEXT PRIMARY KEY NOT NULL,
+        reserved INTEGER NOT NULL,
+        clean INTEGER NOT NULL CHECK (clean IN (0, 1))
+    )""",
+    """CREATE TABLE thread_events (
+        thread_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (thread_id, seq)
+    ) WITHOUT ROWID""",
+    # How many events and bytes each thread's log holds (kept by every append, so
+    # trimming walks only the few oldest rows it drops).
+    """CREATE TABLE event_log_totals (
+        thread_id TEXT PRIMARY KEY NOT NULL,
+        events INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    )""",
+)
+
 MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
     (5, _V5),
+    (6, _V6),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 

@@ -126,6 +126,27 @@ class RevertedHistory:
     items_backwards_cursor: str | None
 
 
+@attrs.frozen(kw_only=True)
+class LoggedEvent:
+    """One numbered thread event (PROTOCOL.md §13): ``seq`` (per thread, from 1) and
+    ``text``, the JSON-RPC message exactly as an opted-in connection receives it (a
+    notification or a server request, with its top-level ``seq``)."""
+
+    seq: int
+    text: str
+
+
+@attrs.frozen(kw_only=True)
+class EventSeqMark:
+    """A thread's sequence high-water mark: every seq <= ``reserved`` may have been handed
+    out. ``clean``: the last server holding the thread released it (closed it cleanly), so
+    ``reserved`` is exactly its last seq used and the log holds everything it flushed; not
+    clean (a crash), seqs up to ``reserved`` may be lost from the log."""
+
+    reserved: int = 0
+    clean: bool = True
+
+
 _UNSET: Any = object()
 
 
@@ -255,5 +276,30 @@ class ThreadStore(Protocol):
         ...
 
     # --- end of thread lifecycle ---
+
+    async def get_event_mark(self, thread_id: str) -> EventSeqMark:
+        """The thread's seq high-water mark; ``EventSeqMark()`` (0, clean) when none was
+        ever put (a new or unknown thread)."""
+        ...
+
+    async def put_event_mark(self, thread_id: str, mark: EventSeqMark) -> None:
+        """Durably store the mark (it is committed when this returns: the server reserves
+        seq blocks with it before handing them out). A thread that is not stored still
+        gets its mark (no error); ``delete_thread`` removes it."""
+        ...
+
+    async def append_events(
+        self, thread_id: str, events: list[LoggedEvent], *, max_events: int, max_bytes: int
+    ) -> None:
+        """Append ``events`` (ascending seqs, each greater than any stored for the thread)
+        to the thread's log in one write, then trim it from the oldest end so that at most
+        ``max_events`` remain and their texts total at most ``max_bytes`` UTF-8 bytes
+        (the newest event may be dropped too if it alone exceeds ``max_bytes``)."""
+        ...
+
+    async def read_events(self, thread_id: str, after_seq: int) -> list[LoggedEvent]:
+        """The logged events of the thread with ``seq > after_seq``, ascending (an unknown
+        thread has none). The caller checks the result starts at ``after_seq + 1``."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -17,13 +17,16 @@ from typing import Any
 import trio
 
 from appserver.store import _memory_lifecycle as lifecycle
+from appserver.store._memory_events import MemoryEvents
 from appserver.store._memory_pages import item_page, turn_page, turn_state
 from appserver.store._memory_records import Ids, MemThread, MemTurn, copy_thread, matches
 from appserver.store.base import (
     _UNSET,
+    EventSeqMark,
     InjectedItem,
     InvalidCursor,
     ListQuery,
+    LoggedEvent,
     RevertedHistory,
     SortDirection,
     ThreadNotStored,
@@ -62,6 +65,7 @@ class MemoryStore:
         self._rows = 0  # insertion seq of turns and items (as SQLite's row seqs)
         self._pruned_seq = 0  # history rows with seq <= this are forgotten
         self._log: collections.deque[tuple[int, str, float]] = collections.deque()
+        self._events = MemoryEvents()
         self._closed = False
 
     async def _enter(self) -> None:
@@ -310,6 +314,7 @@ class MemoryStore:
 
     async def delete_thread(self, thread_id: str) -> bool:
         await self._enter()
+        self._events.forget(thread_id)
         return self._threads.pop(thread_id, None) is not None
 
     async def revert_thread(
@@ -328,6 +333,26 @@ class MemoryStore:
     async def get_injected_items(self, thread_id: str) -> list[InjectedItem]:
         await self._enter()
         return lifecycle.injected_items(self._threads.get(thread_id))
+
+    # -- event log (_memory_events, PROTOCOL.md §13) --------------------------------
+
+    async def get_event_mark(self, thread_id: str) -> EventSeqMark:
+        await self._enter()
+        return self._events.get_mark(thread_id)
+
+    async def put_event_mark(self, thread_id: str, mark: EventSeqMark) -> None:
+        await self._enter()
+        self._events.put_mark(thread_id, mark)
+
+    async def append_events(
+        self, thread_id: str, events: list[LoggedEvent], *, max_events: int, max_bytes: int
+    ) -> None:
+        await self._enter()
+        self._events.append(thread_id, events, max_events, max_bytes)
+
+    async def read_events(self, thread_id: str, after_seq: int) -> list[LoggedEvent]:
+        await self._enter()
+        return self._events.read(thread_id, after_seq)
 
     # -- maintenance -----------------------------------------------------------------
 

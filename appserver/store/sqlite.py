@@ -37,7 +37,8 @@ import trio
 
 from appserver.store import _sqlite_lifecycle as lifecycle
 from appserver.store._schema import SCHEMA_VERSION, migrate
-from appserver.store._sqlite_conn import SqliteConnections, set_busy_timeout, store_error
+from appserver.store._sqlite_conn import set_busy_timeout, store_error
+from appserver.store._sqlite_events import SqliteEvents
 from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
 from appserver.store._sqlite_pages import item_page, summary_page, turn_page, turn_state
 from appserver.store._sqlite_rows import (
@@ -84,7 +85,7 @@ __all__ = [
 BUSY_TIMEOUT_SECONDS = 5.0
 
 
-class SqliteStore(SqliteConnections):
+class SqliteStore(SqliteEvents):
     """A ThreadStore in an SQLite file; open it with :func:`open_sqlite_store`."""
 
     @classmethod

@@ -15,15 +15,23 @@ import trio
 
 from appserver import jsonrpc
 from appserver.jsonrpc import RequestId
-from appserver.store.base import ThreadRecord, ThreadStore
+from appserver.jsonrpc.codec import with_seq
+from appserver.store.base import LoggedEvent, ThreadRecord, ThreadStore
 from appserver.threads import objects
+from appserver.threads.event_log import EventLog
 from appserver.threads.subscriber import Subscriber
 
 _generations = itertools.count(1)
 
 Broadcast = Callable[[str, Any], None]
 
-USER_INPUT_METHOD = "item/tool/requestUserInput"  # the thread is waitingOnUserInput
+USER_INPUT_METHOD = "item/tool/requestUserInput"
+
+
+def wants_seq(sub: Subscriber) -> bool:
+    """Whether a subscriber opted in to numbered events (`appserverEventSeq`, §13)."""
+    return bool(getattr(sub, "event_seq", False))  # the thread is waitingOnUserInput
+
 
 # Item fields that accumulate deltas while an item is in progress.
 TEXT_FIELDS = {
@@ -38,6 +46,7 @@ class PendingApproval(jsonrpc.PendingRequest[int]):
 
     thread: LoadedThread
     text: str  # the encoded request, re-sent verbatim on rejoin
+    seq_text: str = ""  # the same with its "seq" (§13), for opted-in connections
     turn_id: str
     item_id: str
     done: trio.Event = attrs.Factory(trio.Event)
@@ -129,6 +138,10 @@ class LoadedThread:
     # thread/tokenUsage/updated's running total while loaded (threads/talkback.py).
     token_total: dict[str, int] | None = None
     idle_scope: trio.CancelScope | None = None
+    # The numbered event log (§13, threads/event_log.py).
+    events: EventLog = attrs.Factory(
+        lambda self: EventLog(self.record.id, self.store), takes_self=True
+    )
 
     @property
     def id(self) -> str:
@@ -164,17 +177,43 @@ class LoadedThread:
     # --- fan-out (§8.1) -----------------------------------------------------------------
 
     def publish(self, method: str, params: Any) -> None:
-        """Send a notification to this thread's subscribers, encoded once."""
-        message: jsonrpc.Outbound | None = None
+        """Send a notification to this thread's subscribers: numbered and logged (§13),
+        encoded once per variant (with and without "seq"), each only if needed."""
+        seq = self.events.number()
+        text = jsonrpc.encode_notification(method, params)
+        seq_text = with_seq(text, seq)
+        self.events.keep(LoggedEvent(seq=seq, text=seq_text))
+        plain: jsonrpc.Outbound | None = None
+        numbered: jsonrpc.Outbound | None = None
         for sub in list(self.subscribers.values()):
             if sub.wants(method):
-                if message is None:
-                    message = jsonrpc.Outbound(jsonrpc.encode_notification(method, params))
-                sub.send_nowait(message)
+                if wants_seq(sub):
+                    if numbered is None:
+                        numbered = jsonrpc.Outbound(seq_text)
+                    sub.send_nowait(numbered)
+                else:
+                    if plain is None:
+                        plain = jsonrpc.Outbound(text)
+                    sub.send_nowait(plain)
+
+    def send_request(self, pending: PendingApproval) -> None:
+        """Number, log and send a server request to every subscriber (never suppressed)."""
+        seq = self.events.number()
+        pending.seq_text = with_seq(pending.text, seq)
+        self.events.keep(LoggedEvent(seq=seq, text=pending.seq_text))
+        for sub in list(self.subscribers.values()):
+            sub.send_nowait(pending.seq_text if wants_seq(sub) else pending.text)
+
+    def resend_request(self, pending: PendingApproval, sub: Subscriber) -> None:
+        """A pending request again to one rejoining subscriber, as first sent."""
+        sub.send_nowait(pending.seq_text if wants_seq(sub) and pending.seq_text else pending.text)
 
     async def after_publish(self) -> None:
-        """What a producer does after every event: wait for subscribers that apply
-        backpressure (stdio), then reach a checkpoint so outbound tasks keep pace."""
+        """What a producer does after every event: keep the seq reservation ahead (§13),
+        wait for subscribers that apply backpressure (stdio), then reach a checkpoint so
+        outbound tasks keep pace."""
+        if self.events.needs_reserve:
+            await self.events.reserve()
         for sub in list(self.subscribers.values()):
             if sub.needs_wait():
                 await sub.wait_writable()

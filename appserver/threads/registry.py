@@ -21,6 +21,7 @@ from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.threads import audit, objects
+from appserver.threads.event_log import EventLogLimits
 from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread
 from appserver.threads.persist import STORE_RETRY_SECONDS, StoreRetry
 from appserver.threads.requests import ServerRequests
@@ -43,6 +44,7 @@ class Registry:
     # How turn writes retry a failing store (threads/persist.py, PROTOCOL.md §8.6).
     store_retry: StoreRetry = attrs.Factory(StoreRetry)
     close_timeout: float = CLOSE_TIMEOUT
+    event_limits: EventLogLimits = attrs.Factory(EventLogLimits)
     _loaded: dict[str, LoadedThread] = attrs.Factory(dict)
     _loading: dict[str, trio.Event] = attrs.Factory(dict)
     _archiving: set[str] = attrs.Factory(set)
@@ -109,6 +111,8 @@ class Registry:
         store: ThreadStore = MemoryStore() if ephemeral else self.store
         await store.create_thread(record)
         thread = LoadedThread(record, store, self.broadcast, ephemeral=ephemeral)
+        await thread.events.reserve()
+        self._start_events(thread)
         self._loaded[record.id] = thread
         self._subscribe(thread, sub)
         audit.thread_loaded(thread, "created")
@@ -117,8 +121,25 @@ class Registry:
     def adopt(self, thread: LoadedThread, sub: Subscriber) -> None:
         """A thread that threads/lifecycle.py stored (a fork): loaded, `sub` subscribed."""
         self._loaded[thread.id] = thread
+        self._start_events(thread)
         self._subscribe(thread, sub)
         audit.thread_loaded(thread, "forked")
+
+    def _start_events(self, thread: LoadedThread) -> None:
+        """Give a new instance the log bounds and its flusher task (threads/event_log.py)."""
+        thread.events.limits = self.event_limits
+        self.nursery.start_soon(thread.events.run)
+
+    def join(self, thread: LoadedThread, sub: Subscriber) -> None:
+        """The last step of a replay (threads/replay.py): `sub` may answer every pending
+        request and is subscribed, in the step that sent it the last replayed event."""
+        for pending in thread.pending.values():
+            pending.recipients.add(sub.id)
+        self._subscribe(thread, sub)
+
+    def replay_abandoned(self, thread: LoadedThread) -> None:
+        """A replay whose connection went away before it was subscribed."""
+        self._update_idle(thread)
 
     async def load(self, thread_id: str) -> tuple[LoadedThread, bool]:
         """The loaded instance of a stored thread, loading it if needed (single-flight).
@@ -155,6 +176,8 @@ class Registry:
             thread = LoadedThread(record, self.store, self.broadcast)
             thread.status_sent = dict(objects.NOT_LOADED)
             thread.last_failed = state.last_turn_status == "failed"
+            await thread.events.restore()
+            self._start_events(thread)
             self._loaded[thread_id] = thread
             thread.refresh_status()  # notLoaded -> idle / systemError, broadcast
             self._update_idle(thread)
@@ -184,7 +207,7 @@ class Registry:
         respond()
         for pending in thread.pending.values():
             pending.recipients.add(sub.id)
-            sub.send_nowait(pending.text)
+            thread.resend_request(pending, sub)
         self._subscribe(thread, sub)
 
     # --- turns --------------------------------------------------------------------------
@@ -313,6 +336,7 @@ class Registry:
                     turn.finish_scope.cancel()
         for pending in list(thread.pending.values()):
             self._requests.settle(thread, pending)
+        await thread.events.aclose()  # shielded
         if self._loaded.get(thread.id) is thread:
             del self._loaded[thread.id]
         for sub_id in list(thread.subscribers):
@@ -376,6 +400,7 @@ async def open_registry(
     idle_unload_seconds: float,
     backends: Backends | None = None,
     store_retry_seconds: float = STORE_RETRY_SECONDS,
+    event_limits: EventLogLimits | None = None,
 ) -> AsyncIterator[Registry]:
     async with trio.open_nursery() as nursery:
         registry = Registry(
@@ -386,6 +411,7 @@ async def open_registry(
             backends or Backends(),
             StoreRetry(seconds=store_retry_seconds),
         )
+        registry.event_limits = event_limits or EventLogLimits()
         try:
             yield registry
         finally:

@@ -68,8 +68,7 @@ class ServerRequests:
         )
         thread.pending[request_id] = pending
         self._pending.add(pending)
-        for sub in list(thread.subscribers.values()):
-            sub.send_nowait(pending.text)  # server requests are never suppressed
+        thread.send_request(pending)  # numbered (§13); never suppressed
         audit.request_asked(pending)
         thread.refresh_status()
         await pending.done.wait()

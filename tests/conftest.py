@@ -17,6 +17,8 @@ from support import (
     schemas_available,
 )
 
+pytest_plugins = ["pg_support"]  # pg_cluster, pg_url: a real PostgreSQL, started lazily
+
 ConnectFactory = Callable[[], AbstractAsyncContextManager[Client]]
 
 NO_SCHEMA_CHECK = "no_schema_check"

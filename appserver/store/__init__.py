@@ -1,4 +1,5 @@
-"""Thread storage: the ThreadStore protocol, an in-memory store and the SQLite store."""
+"""Thread storage: the ThreadStore protocol, an in-memory store and the SQLite store
+(the PostgreSQL store, which needs the ``postgresql`` extra, is appserver.store.postgres)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ThreadStore contract (threads, turns, items), run against MemoryStore and SqliteStore."""
+"""ThreadStore contract (threads, turns, items), run against the memory, SQLite and
+PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from appserver.store import (
     TurnNotStored,
     TurnRecord,
 )
+from appserver.store.postgres import PostgresStore
 
 from .helpers import make_thread
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 
 
 def test_both_stores_implement_the_protocol() -> None:
-    # checked by mypy: both classes must be assignable to ThreadStore
-    stores: list[type[ThreadStore]] = [MemoryStore, SqliteStore]
-    assert len(stores) == 2
+    # checked by mypy: every store class must be assignable to ThreadStore
+    stores: list[type[ThreadStore]] = [MemoryStore, SqliteStore, PostgresStore]
+    assert len(stores) == 3
 
 
 async def test_create_and_get_round_trip(store: Store) -> None:

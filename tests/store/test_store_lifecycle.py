@@ -24,10 +24,11 @@ from appserver.store import (
 )
 from appserver.store.base import InjectedItem
 from appserver.store.pages import decode_position
+from appserver.store.postgres import PostgresStore
 
 from .helpers import make_thread
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 
 
 def item(n: int, kind: str = "agentMessage") -> dict[str, Any]:

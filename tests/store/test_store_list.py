@@ -20,10 +20,11 @@ from appserver.store import (
     ThreadRecord,
     open_sqlite_store,
 )
+from appserver.store.postgres import PostgresStore
 
 from .helpers import flat, list_ids, make_thread, walk
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 SORT_KEYS: list[SortKey] = ["created_at", "updated_at"]
 
 

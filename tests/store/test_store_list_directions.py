@@ -18,10 +18,11 @@ from appserver.store import (
     ThreadRecord,
 )
 from appserver.store.base import SortDirection
+from appserver.store.postgres import PostgresStore
 
 from .helpers import make_thread
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 SORT_KEYS: list[SortKey] = ["created_at", "updated_at", "recency_at"]
 DIRECTIONS: list[SortDirection] = ["desc", "asc"]
 

@@ -14,10 +14,11 @@ from appserver.store import InvalidCursor, MemoryStore, SqliteStore, open_sqlite
 from appserver.store._schema import MIGRATIONS, SCHEMA_VERSION
 from appserver.store.base import TurnStatus
 from appserver.store.pages import summary_items
+from appserver.store.postgres import PostgresStore
 
 from .helpers import make_thread
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 T0 = 1_700_000_100
 
 

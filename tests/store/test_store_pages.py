@@ -7,10 +7,11 @@ import pytest
 from appserver.store import InvalidCursor, MemoryStore, SqliteStore
 from appserver.store.base import UnknownItemAnchor
 from appserver.store.pages import encode_position
+from appserver.store.postgres import PostgresStore
 
 from .helpers import make_thread
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | PostgresStore
 
 
 async def _history(store: Store, thread_id: str, turns: int, items: int = 2) -> None:

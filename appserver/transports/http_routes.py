@@ -12,17 +12,57 @@ upgrade, replayed to it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 
 import attrs
 import trio
 import trio_websocket
 
 from appserver.transports.ws_auth import WsAuthPolicy, authorize
+from appserver.web import CONTENT_SECURITY_POLICY, Asset
 
 HTTP_HEAD_LIMIT = 16384  # a longer request head goes to trio-websocket, which refuses it
 HTTP_HEAD_TIMEOUT = 60.0  # as trio-websocket's connect timeout
 NOT_UPGRADE = b"Connection header did not include 'upgrade'"
+
+# (local IP, port) of the TCP connection being handled, for the upgrade handler.
+LOCAL_ENDPOINT: ContextVar[tuple[str, int] | None] = ContextVar("LOCAL_ENDPOINT", default=None)
+
+
+def own_origins(local: tuple[str, int] | None) -> frozenset[str]:
+    """The origins that name the socket a request came in on (see the module doc)."""
+    if local is None:
+        return frozenset()
+    address, port = local
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return frozenset()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    hosts = [f"[{ip.compressed}]" if ip.version == 6 else str(ip)]
+    if ip.is_loopback:
+        hosts.append("localhost")
+    suffix = "" if port == 80 else f":{port}"
+    return frozenset(f"http://{host}{suffix}" for host in hosts)
+
+
+def origin_allowed(
+    origin: str | None, allowed: frozenset[str], local: tuple[str, int] | None
+) -> bool:
+    """No Origin (not a browser), one of `--allow-origin`, or the listener's own."""
+    return origin is None or origin in allowed or origin.lower() in own_origins(local)
+
+
+def _local_endpoint(stream: trio.SocketStream) -> tuple[str, int] | None:
+    try:
+        address, port, *_ = stream.socket.getsockname()
+    except (OSError, ValueError, TypeError):
+        return None
+    return (str(address), int(port)) if isinstance(port, int) else None
 
 
 @attrs.frozen
@@ -33,6 +73,7 @@ class HttpRoutes:
     metrics: Callable[[], tuple[str, bytes]]  # (content type, body)
     allowed_origins: frozenset[str] = frozenset()
     auth: WsAuthPolicy | None = None
+    assets: Mapping[str, Asset] = attrs.field(factory=dict)  # the browser client (web/)
 
 
 class _Replayed(trio.abc.Stream):
@@ -103,12 +144,47 @@ def _http_response(
     return "\r\n".join(lines).encode("latin-1") + (b"" if head_only else body)
 
 
-def _answer(routes: HttpRoutes, method: str, path: str, headers: dict[bytes, str]) -> bytes:
+def _static(asset: Asset, method: str, headers: dict[bytes, str]) -> bytes:
+    head_only = method == "HEAD"
+    if method not in ("GET", "HEAD"):
+        return _http_response(405, "Method Not Allowed", [("allow", "GET,HEAD")], b"", head_only)
+    common = [
+        ("etag", asset.etag),
+        # Revalidate every time (cheap: 304 by ETag), so an upgrade is picked up at once.
+        ("cache-control", "no-cache"),
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+    ]
+    if headers.get(b"if-none-match") == asset.etag:
+        return _http_response(304, "Not Modified", common, b"", True)
+    return _http_response(
+        200, "OK", [("content-type", asset.content_type), *common], asset.body, head_only
+    )
+
+
+def _answer(
+    routes: HttpRoutes,
+    method: str,
+    path: str,
+    headers: dict[bytes, str],
+    local: tuple[str, int] | None = None,
+) -> bytes:
     head_only = method == "HEAD"
     text = [("content-type", "text/plain; charset=utf-8")]
-    origin = headers.get(b"origin")
-    if origin is not None and origin not in routes.allowed_origins:
+    if not origin_allowed(headers.get(b"origin"), routes.allowed_origins, local):
         return _http_response(403, "Forbidden", [], b"", head_only)
+    asset = routes.assets.get(path)
+    if asset is not None:
+        return _static(asset, method, headers)
+    if path == "/config.json" and routes.assets:  # what the page must ask before connecting
+        if method not in ("GET", "HEAD"):
+            allow = [("allow", "GET,HEAD")]
+            return _http_response(405, "Method Not Allowed", allow, b"", head_only)
+        body = json.dumps({"tokenRequired": routes.auth is not None}).encode()
+        json_headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+        return _http_response(200, "OK", json_headers, body, head_only)
     if path not in ("/healthz", "/readyz", "/metrics"):
         return _http_response(400, "Bad Request", text, NOT_UPGRADE, head_only)
     if method not in ("GET", "HEAD"):
@@ -130,6 +206,8 @@ def router(
     server: trio_websocket.WebSocketServer, routes: HttpRoutes
 ) -> Callable[[trio.SocketStream], Awaitable[None]]:
     async def route(stream: trio.SocketStream) -> None:
+        local = _local_endpoint(stream)
+        LOCAL_ENDPOINT.set(local)  # this connection's task only; read by make_handler
         try:
             with trio.move_on_after(HTTP_HEAD_TIMEOUT) as scope:
                 head = await _read_head(stream)
@@ -137,7 +215,7 @@ def router(
                 connection = "" if parsed is None else parsed[2].get(b"connection", "")
                 tokens = {token.strip().lower() for token in connection.split(",")}
                 if parsed is not None and "upgrade" not in tokens:
-                    response = _answer(routes, *parsed)
+                    response = _answer(routes, *parsed, local)
                     await stream.send_all(response)
                     await stream.aclose()
                     return

@@ -22,8 +22,8 @@ import trio_websocket
 
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import TransportClosed
-from appserver.transports.http_routes import HttpRoutes, router
-from appserver.transports.ws_auth import WsAuthPolicy, authorize
+from appserver.transports.http_routes import LOCAL_ENDPOINT, HttpRoutes, origin_allowed, router
+from appserver.transports.ws_auth import SUBPROTOCOL, WsAuthPolicy, authorize_upgrade
 
 log = logging.getLogger("appserver.websocket")
 
@@ -167,17 +167,21 @@ def make_handler(
     ping_interval: float = PING_INTERVAL,
     ping_timeout: float = PING_TIMEOUT,
 ) -> Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]:
-    """The upgrade handler: Origin (403), then authentication (401, ws_auth.py), both
-    before any JSON-RPC; an accepted socket goes to `on_connection`."""
+    """The upgrade handler: Origin (403; `--allow-origin` or the listener's own origin,
+    http_routes.py), then authentication (401, ws_auth.py: the Authorization header or
+    the bearer subprotocol), both before any JSON-RPC; an accepted socket goes to
+    `on_connection`. When the client offers the `appserver` subprotocol it is selected
+    (a browser fails a handshake that selects none of its offers)."""
     origins = frozenset(allowed_origins)
 
     async def handler(request: trio_websocket.WebSocketRequest) -> None:
         origin = _header(request, b"origin")
-        if origin is not None and origin not in origins:
+        if not origin_allowed(origin, origins, LOCAL_ENDPOINT.get()):
             log.warning("refused websocket from origin %r", origin)
             await request.reject(403, body=b"origin not allowed\n")
             return
-        refusal = authorize(auth, _header(request, b"authorization"))
+        offered = request.proposed_subprotocols
+        refusal = authorize_upgrade(auth, _header(request, b"authorization"), offered)
         if refusal is not None:
             log.warning("refused websocket: %s", refusal)
             await request.reject(
@@ -186,7 +190,7 @@ def make_handler(
                 body=refusal.encode(),
             )
             return
-        ws = await request.accept()
+        ws = await request.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
         await on_connection(
             WebSocketTransport(ws, ping_interval=ping_interval, ping_timeout=ping_timeout)
         )

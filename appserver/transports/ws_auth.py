@@ -6,12 +6,21 @@ is compared in constant time with the SHA-256 of `--ws-token-file`'s content or 
 by the shared secret of `--ws-shared-secret-file`; `exp` is required, `exp`/`nbf` are
 checked with `--ws-max-clock-skew-seconds` of leeway, `iss`/`aud` when configured). A
 refusal is HTTP 401 with the reference's one-line reason as its body.
+
+The bearer token comes in the `Authorization` header or, for clients that cannot set
+headers on a websocket (browsers), in the `Sec-WebSocket-Protocol` offer as
+`appserver.bearer.<base64url of the token, unpadded>` next to the plain `appserver`,
+which the server then selects (`BEARER_SUBPROTOCOL`; docs/operations.md). The header wins
+when both are present.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -24,6 +33,9 @@ DEFAULT_MAX_CLOCK_SKEW_SECONDS = 30
 MIN_SHARED_SECRET_BYTES = 32  # HS256 keys shorter than the hash are refused (RFC 7518 §3.2)
 
 _INVALID_HEADER = "invalid authorization header"
+_INVALID_SUBPROTOCOL = "invalid websocket bearer subprotocol"
+SUBPROTOCOL = "appserver"  # the protocol name the server selects
+BEARER_SUBPROTOCOL = "appserver.bearer."  # + base64url(token), carries the token
 
 
 class WsAuthError(ValueError):
@@ -103,6 +115,40 @@ def authorize(policy: WsAuthPolicy | None, header: str | None) -> str | None:
     if token is None:
         return reason
     return policy.check(token)
+
+
+def subprotocol_token(protocols: Sequence[str]) -> tuple[str | None, str | None]:
+    """(token, None) from an `appserver.bearer.<base64url>` offer, (None, reason) for a
+    malformed one, (None, None) when there is none."""
+    for protocol in protocols:
+        if not protocol.startswith(BEARER_SUBPROTOCOL):
+            continue
+        encoded = protocol.removeprefix(BEARER_SUBPROTOCOL)
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            token = raw.decode("utf-8").strip()
+        except (binascii.Error, ValueError):
+            return None, _INVALID_SUBPROTOCOL
+        if not token or not encoded.replace("-", "").replace("_", "").isalnum():
+            return None, _INVALID_SUBPROTOCOL
+        return token, None
+    return None, None
+
+
+def authorize_upgrade(
+    policy: WsAuthPolicy | None, header: str | None, protocols: Sequence[str]
+) -> str | None:
+    """As `authorize`, with the token also taken from the subprotocol offer when there
+    is no `Authorization` header."""
+    if policy is None:
+        return None
+    if header is None:
+        token, reason = subprotocol_token(protocols)
+        if token is not None:
+            return policy.check(token)
+        if reason is not None:
+            return reason
+    return authorize(policy, header)
 
 
 @attrs.frozen(kw_only=True)

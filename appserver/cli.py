@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from appserver.cli_help import (
 from appserver.datadir import DataDirError, DataDirInUse, create_data_dir
 from appserver.server import ServerConfig, default_data_dir, open_server
 from appserver.store.base import StoreError
+from appserver.threads.event_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS  # event log (B)
 from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.unix import default_socket_path
 from appserver.transports.websocket import is_loopback_host, validate_listen_host
@@ -77,6 +79,36 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if value < 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+DATABASE_URL_ENV = "APPSERVER_DATABASE_URL"
+PG_STORE_HELP = (
+    "keep threads in PostgreSQL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+    f"(default ${DATABASE_URL_ENV}; else SQLite in the data dir, which stays the home of "
+    "the lock file)"
+)
+
+
+def _store_url(args: argparse.Namespace) -> str | None:
+    """--store, else $APPSERVER_DATABASE_URL (unless --in-memory); None: no PostgreSQL."""
+    url = args.store
+    if url is not None and args.in_memory:
+        raise UsageError("--store and --in-memory exclude each other")
+    if url is None and not args.in_memory:
+        url = os.environ.get(DATABASE_URL_ENV) or None
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"--store: expected a postgresql:// URL, got {url.split('@')[-1]!r}")
+    return str(url) if url is not None else None
+
+
+def _event_bound(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -119,6 +151,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=STORE_RETRY_SECONDS,
         metavar="S",
         help=STORE_RETRY_HELP,
+    )
+    add("--store", metavar="URL", help=PG_STORE_HELP)
+    add("--node-id", metavar="NAME", help="this node's name (default: the host name)")
+    add(
+        "--store-pool-size",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="PostgreSQL: most connections the node opens (default %(default)s)",
+    )
+    add(
+        "--event-log-events",
+        type=_event_bound,
+        default=DEFAULT_MAX_EVENTS,
+        metavar="N",
+        help="per thread, how many recent numbered events (PROTOCOL.md §13) are kept "
+        "for thread/resume afterSeq replays (default %(default)s)",
+    )
+    add(
+        "--event-log-bytes",
+        type=_event_bound,
+        default=DEFAULT_MAX_BYTES,
+        metavar="BYTES",
+        help="per thread, the most bytes of recent numbered events kept for replays "
+        "(default %(default)s)",
     )
     add("--log-level", choices=LOG_LEVELS, default="info", metavar="LEVEL", help=LEVEL_HELP)
     add("--log-json", action="store_true", help="one JSON object per log line (default off)")
@@ -228,6 +285,11 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         idle_unload_seconds=args.idle_unload_seconds,
         shutdown_timeout=args.shutdown_timeout,
         store_retry_seconds=args.store_retry_seconds,
+        store_url=_store_url(args),
+        node_id=args.node_id,
+        store_pool_max=args.store_pool_size,
+        event_log_events=args.event_log_events,
+        event_log_bytes=args.event_log_bytes,
         log_level=args.log_level,
         log_json=args.log_json,
         agent=args.agent,
@@ -354,6 +416,8 @@ def _exit_2(exc: BaseException) -> int:
         line = str(exc)
     else:
         prefix = "unusable data dir: " if isinstance(exc, StoreError) else ""
+        if isinstance(exc, StoreError) and "postgresql://" in str(exc):  # --- postgres (C)
+            prefix = "unusable store: "
         prefix = "--agent: " if isinstance(exc, AgentUnavailable) else prefix
         line = f"appserver: error: {prefix}{exc}"
     print(line, file=sys.stderr)

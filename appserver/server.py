@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -34,12 +34,14 @@ from appserver.store.base import ThreadStore
 from appserver.store.errors import StoreOpenError
 from appserver.store.memory import MemoryStore
 from appserver.store.sqlite import SqliteStore, open_sqlite_store
+from appserver.threads.event_log import EventLogLimits
 from appserver.threads.registry import Registry, open_registry
 from appserver.transports import unix, websocket
 from appserver.transports.base import Transport
 from appserver.transports.lines import LineTransport
 from appserver.transports.memory import memory_transport_pair
 from appserver.transports.ws_auth import WsAuthPolicy
+from appserver.web import load_assets  # web (D)
 
 if TYPE_CHECKING:
     from appserver.client import Client
@@ -130,6 +132,8 @@ class Server:
             )
         url_host = f"[{host}]" if ":" in host else host
         recorder = _RecordUrl(self.data_dir_lock, task_status, lambda p: f"ws://{url_host}:{p}")
+        # the browser client's files, served at GET / (appserver/web/)
+        assets = await trio.to_thread.run_sync(load_assets)
         with trio.CancelScope() as scope:
             self._listener_scopes.add(scope)
             try:
@@ -148,6 +152,7 @@ class Server:
                         metrics=lambda: (CONTENT_TYPE_LATEST, self.metrics.render()),
                         allowed_origins=frozenset(self.config.allow_origins),
                         auth=self._ws_auth,
+                        assets=assets,  # web (D)
                     ),
                     task_status=recorder,
                 )
@@ -315,6 +320,9 @@ async def _open_server(config: ServerConfig) -> AsyncIterator[Server]:
             idle_unload_seconds=config.idle_unload_seconds,
             store_retry_seconds=config.store_retry_seconds,
             backends=backends,
+            event_limits=EventLogLimits(
+                max_events=config.event_log_events, max_bytes=config.event_log_bytes
+            ),
         ) as registry:
             server.registry = registry
             codex_home = ":memory:" if config.data_dir is None else str(config.data_dir.resolve())
@@ -342,6 +350,10 @@ async def _open_store(
     """The store, and the data dir's lock held around it (PROTOCOL.md §8.6): the
     directory is created 0700, locked, and the database pre-created 0600 before SQLite
     opens it."""
+    if config.store_url is not None:  # PostgreSQL: the data dir (if any) keeps its lock
+        async with _open_postgres(config) as opened:
+            yield opened
+        return
     if config.data_dir is None:
         memory = MemoryStore()
         try:
@@ -366,7 +378,38 @@ async def _open_store(
         lock.release()
 
 
-def _log_recovered(store: SqliteStore) -> None:
+@asynccontextmanager
+async def _open_postgres(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[ThreadStore, DataDirLock | None]]:
+    """The PostgreSQL store (docs/operations.md "PostgreSQL"); a data dir, when set, is
+    still created and locked (one server per data dir: the URLs appserver-client reads,
+    the default unix socket), but holds no database."""
+    assert config.store_url is not None
+    try:
+        from appserver.store.postgres import open_postgres_store  # the `postgresql` extra
+    except ImportError as exc:
+        raise StoreOpenError(f"postgresql:// store: psycopg is not installed ({exc})") from exc
+    lock = None
+    if config.data_dir is not None:
+        create_data_dir(config.data_dir)
+        lock = await trio.to_thread.run_sync(lock_data_dir, config.data_dir)
+    try:
+        async with open_postgres_store(
+            config.store_url, node_id=config.node_id, pool_max=config.store_pool_max
+        ) as postgres:
+            _log_recovered(postgres)
+            yield postgres, lock
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class _Recovered(Protocol):
+    interrupted_at_open: int
+
+
+def _log_recovered(store: SqliteStore | _Recovered) -> None:
     count = store.interrupted_at_open
     if count:
         log.info(

@@ -12,6 +12,8 @@ import attrs
 from appserver.agents import AgentFactory, Backends, OpenAISettings
 from appserver.agents.catalog import build_backends
 from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.threads.event_log import DEFAULT_MAX_BYTES as DEFAULT_EVENT_LOG_BYTES  # (B)
+from appserver.threads.event_log import DEFAULT_MAX_EVENTS as DEFAULT_EVENT_LOG_EVENTS  # (B)
 from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.ws_auth import WsAuthPolicy, WsAuthSettings
 
@@ -42,6 +44,16 @@ class ServerConfig:
     idle_unload_seconds: float = 1800.0
     shutdown_timeout: float = 30.0
     store_retry_seconds: float = STORE_RETRY_SECONDS  # §8.6: a failing store, then failed
+    # PostgreSQL store (postgresql://...; None: SQLite in data_dir, or memory); node_id
+    # names the node's connections (application_name appserver:<node_id>; None: the
+    # host name); store_pool_max bounds its connection pool.
+    store_url: str | None = None
+    node_id: str | None = None
+    store_pool_max: int = 8
+    # §13: each thread's numbered event log keeps its most recent events, at most this
+    # many and this many bytes (threads/event_log.py).
+    event_log_events: int = DEFAULT_EVENT_LOG_EVENTS
+    event_log_bytes: int = DEFAULT_EVENT_LOG_BYTES
     # Read by the `appserver` command (logs.setup_logging); an embedding program
     # configures `logging` itself.
     log_level: str = "info"

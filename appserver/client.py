@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -256,13 +256,19 @@ class Client:
         *,
         opt_out: Sequence[str] = (),
         title: str | None = None,
+        capabilities: Mapping[str, Any] | None = None,
     ) -> Any:
+        """initialize + initialized; `capabilities` are sent as given (e.g.
+        `{"appserverEventSeq": True}`, PROTOCOL.md §13), `opt_out` joins them."""
         info: dict[str, Any] = {"name": name, "version": version}
         if title is not None:
             info["title"] = title
         params: dict[str, Any] = {"clientInfo": info}
+        caps = dict(capabilities or {})
         if opt_out:
-            params["capabilities"] = {"optOutNotificationMethods": list(opt_out)}
+            caps["optOutNotificationMethods"] = list(opt_out)
+        if caps:
+            params["capabilities"] = caps
         result = await self.request("initialize", params)
         await self.notify("initialized")
         return result

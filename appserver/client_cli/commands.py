@@ -28,6 +28,7 @@ from appserver.client_cli.render import (
     render_event,
     status_text,
 )
+from appserver.client_cli.watch import cmd_watch
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
@@ -108,56 +109,6 @@ async def _interrupt_on_sigint(client: Client, thread_id: str, turn_id: str) -> 
             nursery.start_soon(interrupt)
             async for _ in signals:
                 raise KeyboardInterrupt
-
-
-async def cmd_watch(args: argparse.Namespace) -> int:
-    color = color_enabled(sys.stdout, args.no_color) and not args.json
-    out = Output(color)
-    renderer = Renderer(out)
-    async with connect(args) as client:
-        events = Events.attach(client, json_out=args.json)
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
-                result = await client.request("thread/resume", {"threadId": args.thread_id})
-                thread = result["thread"]
-                if not args.json:
-                    turns = thread.get("turns") or []
-                    out.line(
-                        f"watching thread {thread['id']} ({status_text(thread['status'])}, "
-                        f"{len(turns)} turns) — Ctrl-C to stop",
-                        "dim",
-                    )
-                    running = [turn for turn in turns if turn.get("status") == "inProgress"]
-                    for turn in running:  # a turn in progress: what happened so far
-                        renderer.turn_started(turn)
-                        for item in turn.get("items") or []:
-                            renderer.item(item)
-                while True:
-                    message = await events.next()
-                    params = message.get("params") or {}
-                    if thread_of(params) != args.thread_id:
-                        continue
-                    method = str(message.get("method"))
-                    if "id" in message:
-                        if not args.json:
-                            what = renderer.approval_summary(method, params)
-                            out.line(f"? approval requested: {what} (not answered here)", "yellow")
-                        continue
-                    if not args.json:
-                        render_event(renderer, method, params, verbose=True)
-                    if method == "turn/completed" and args.until_turn_completed:
-                        break
-                    if method in ("thread/archived", "thread/closed"):
-                        break
-                nursery.cancel_scope.cancel()
-    return EXIT_OK
 
 
 async def cmd_threads(args: argparse.Namespace) -> int:

@@ -86,9 +86,9 @@ def continue_command(args: argparse.Namespace, thread_id: str) -> str | None:
 
 
 @asynccontextmanager
-async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
+async def connect(args: argparse.Namespace, *, event_seq: bool = False) -> AsyncIterator[Client]:
     """An initialized client: over --url, to the data dir's running server, or to a
-    spawned stdio server."""
+    spawned stdio server. `event_seq`: with numbered events (PROTOCOL.md §13)."""
     token = _read_token(args.token_file) if args.token_file is not None else None
     async with contextlib.AsyncExitStack() as stack:
         if args.url is not None:
@@ -98,22 +98,28 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[Client]:
                 )
             except _Nobody as exc:
                 raise Unreachable(str(exc)) from None
-            await _initialize(client)
+            await _initialize(client, event_seq)
         else:
             found = (
                 None
                 if args.in_memory
-                else await _running(stack, data_dir_of(args), token, args.connect_timeout)
+                else await _running(
+                    stack, data_dir_of(args), token, args.connect_timeout, event_seq
+                )
             )
             if found is None:
                 found = await stack.enter_async_context(spawn_stdio(server_args(args)))
-                await _initialize(found)
+                await _initialize(found, event_seq)
             client = found
         yield client
 
 
 async def _running(
-    stack: contextlib.AsyncExitStack, data_dir: Path, token: str | None, handshake_seconds: float
+    stack: contextlib.AsyncExitStack,
+    data_dir: Path,
+    token: str | None,
+    handshake_seconds: float,
+    event_seq: bool = False,
 ) -> Client | None:
     """A client of the server that holds `data_dir`, over a URL it recorded; None when
     there is none to reach."""
@@ -129,7 +135,7 @@ async def _running(
         except CliError as exc:
             raise type(exc)(f"the appserver on {data_dir} (pid {owner.pid}): {exc}") from None
         try:
-            result = await _initialize(client)
+            result = await _initialize(client, event_seq)
         except BaseException:
             await attempt.aclose()
             raise
@@ -226,9 +232,10 @@ def _describe_connect(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def _initialize(client: Client) -> Any:
+async def _initialize(client: Client, event_seq: bool = False) -> Any:
+    capabilities = {"appserverEventSeq": True} if event_seq else None
     try:
-        return await client.initialize(PROG, __version__)
+        return await client.initialize(PROG, __version__, capabilities=capabilities)
     except ConnectionClosedError:
         process = client.process
         if process is not None:

@@ -1,6 +1,7 @@
 """The benchmark suite runs: `benchmarks/run.py --quick` exits 0 and prints its figures.
 
-Never asserts a time: the machine is shared and noisy.
+Never asserts a time: the machine is shared and noisy. Behind `-m slow` (15-20 s, the
+whole quick suite): run at each stop with the benchmarks themselves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 NEEDED = ("websockets", "psutil")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in NEEDED),
     reason="benchmark dependencies (websockets, psutil) are not installed",

@@ -16,7 +16,13 @@ from appserver.store.base import (
     TurnRecord,
     TurnStatus,
 )
-from appserver.store.errors import AlreadyStored, StoreClosed, StoreOpenError, TurnNotStored
+from appserver.store.errors import (
+    AlreadyStored,
+    LeaseLost,
+    StoreClosed,
+    StoreOpenError,
+    TurnNotStored,
+)
 from appserver.store.memory import MemoryStore
 from appserver.store.sqlite import SCHEMA_VERSION, SqliteStore, open_sqlite_store
 
@@ -24,6 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlreadyStored",
     "InvalidCursor",
+    "LeaseLost",
     "ListQuery",
     "MemoryStore",
     "SortDirection",

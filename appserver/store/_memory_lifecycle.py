@@ -1,5 +1,5 @@
 """MemoryStore's thread lifecycle writes (thread/fork, /revert, /inject_items), on the
-store's own structures, with the semantics of ``_sqlite_lifecycle``."""
+store's own structures, with the semantics of ``_sql_lifecycle``."""
 
 from __future__ import annotations
 

@@ -21,6 +21,11 @@ failure becomes, the row locks that keep writes in order, and the maintenance wr
   commit (or, if the connection died during COMMIT itself, its outcome is unknown: the
   writes the turn machinery retries are idempotent). Misuse (a constraint, bad data)
   stays a plain ``StoreError``.
+- Fencing (the cluster, issue 16 step 3): ``fence(thread, node, epoch)`` makes every
+  later write of that thread first run ``LEASE_SQL`` (its ``thread_leases`` row, ``FOR
+  SHARE``: a takeover's UPDATE of the row waits for the write to commit) in the same
+  transaction, and raise :class:`LeaseLost` (rolled back, final) unless the row names
+  that node and epoch. An unfenced thread's writes run no extra query.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ import trio
 
 from appserver.store.base import StoreError, ThreadNotStored
 from appserver.store.cursor import DEFAULT_HISTORY_RETENTION_SECONDS
-from appserver.store.errors import StoreClosed, StoreUnavailable, TurnNotStored
+from appserver.store.errors import LeaseLost, StoreClosed, StoreUnavailable, TurnNotStored
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
-__all__ = ["Conn", "PgConnections", "pg_error"]
+__all__ = ["LEASE_SQL", "Conn", "PgConnections", "check_lease", "pg_error"]
+
+#: What a fenced write runs first (in its own transaction).
+LEASE_SQL = "SELECT node_id, epoch FROM thread_leases WHERE thread_id = %s FOR SHARE"
 
 # Errors that mean the database is (maybe only for now) not there or not able to work.
 _UNAVAILABLE = (
@@ -63,6 +71,26 @@ def pg_error(where: str, exc: Exception) -> StoreError:
     return StoreError(message)
 
 
+def check_lease(conn: Conn, thread_id: str, node_id: str, epoch: int) -> None:
+    """Raise :class:`LeaseLost` unless ``thread_id``'s lease row is (node_id, epoch),
+    share-locking the row for the rest of the transaction."""
+    row = conn.execute(LEASE_SQL, (thread_id,)).fetchone()
+    if row is None:
+        raise LeaseLost(thread_id, None, None)
+    if row[0] != node_id or int(row[1]) != epoch:
+        raise LeaseLost(thread_id, str(row[0]), int(row[1]))
+
+
+def _fenced(
+    fn: Callable[[Conn], T], thread_id: str, node_id: str, epoch: int
+) -> Callable[[Conn], T]:
+    def write(conn: Conn) -> T:
+        check_lease(conn, thread_id, node_id, epoch)
+        return fn(conn)
+
+    return write
+
+
 class PgConnections:
     """The pool of one PostgreSQL store and how every call uses it."""
 
@@ -73,17 +101,65 @@ class PgConnections:
         *,
         pool_max: int,
         history_retention_seconds: float = DEFAULT_HISTORY_RETENTION_SECONDS,
+        conninfo: str = "",
+        application_name: str = "",
+        cluster: bool = False,
     ) -> None:
         self.where = where
         self.history_retention_seconds = history_retention_seconds
         #: how many ``inProgress`` turns the open turned ``interrupted``
         self.interrupted_at_open = 0
+        #: opened as a cluster node (running turns belong to their owner nodes)
+        self.cluster = cluster
+        self._conninfo = conninfo
+        self._application_name = application_name
         self._pool: psycopg_pool.ConnectionPool[Conn] | None = pool
         self._limiter = trio.CapacityLimiter(pool_max)
+        self._fences: dict[str, tuple[str, int]] = {}
 
     @property
     def pool(self) -> psycopg_pool.ConnectionPool[Conn] | None:
         return self._pool
+
+    @property
+    def conninfo(self) -> str:
+        """The libpq conninfo the pool connects with (``application_name`` and
+        ``connect_timeout`` included; it may hold the URL's password)."""
+        return self._conninfo
+
+    @property
+    def application_name(self) -> str:
+        """``appserver:<node-id>``: every connection of the pool carries it."""
+        return self._application_name
+
+    # -- fencing (the cluster) ---------------------------------------------------------
+
+    def fence(self, thread_id: str, node_id: str, epoch: int) -> None:
+        """From now on every write of ``thread_id`` checks, in its transaction, that the
+        thread's ``thread_leases`` row is (``node_id``, ``epoch``), else raises
+        :class:`LeaseLost`. Calling it again replaces the epoch. A write already
+        started keeps the fence it started with."""
+        self._fences[thread_id] = (node_id, int(epoch))
+
+    def unfence(self, thread_id: str) -> None:
+        """Writes of ``thread_id`` check no lease any more (idempotent)."""
+        self._fences.pop(thread_id, None)
+
+    def fenced(self, thread_id: str) -> tuple[str, int] | None:
+        """The (node_id, epoch) the thread's writes are fenced with, or None."""
+        return self._fences.get(thread_id)
+
+    async def run_write(self, fn: Callable[[Conn], T], *, thread_id: str | None = None) -> T:
+        """Run ``fn(conn)`` in one read-write transaction on a pooled connection in a
+        worker thread, as the store's own writes (errors as theirs: StoreUnavailable for
+        an outage, StoreError else; what ``fn`` raises is re-raised after the rollback).
+        With ``thread_id`` of a fenced thread the lease is checked first."""
+        return await self._write(fn, thread_id)
+
+    async def run_read(self, fn: Callable[[Conn], T]) -> T:
+        """Run ``fn(conn)`` in one ``REPEATABLE READ READ ONLY`` transaction, as the
+        store's own reads."""
+        return await self._read(fn)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -111,7 +187,12 @@ class PgConnections:
             raise StoreError(f"store at {self.where}: text is not valid Unicode") from exc
         return result
 
-    async def _write(self, fn: Callable[[Conn], T]) -> T:
+    async def _write(self, fn: Callable[[Conn], T], thread_id: str | None = None) -> T:
+        """Run the write ``fn`` (of ``thread_id``: fenced if the thread is)."""
+        if thread_id is not None and self._fences:
+            lease = self._fences.get(thread_id)
+            if lease is not None:
+                fn = _fenced(fn, thread_id, *lease)
         return await trio.to_thread.run_sync(lambda: self._run("BEGIN", fn), limiter=self._limiter)
 
     async def _read(self, fn: Callable[[Conn], T]) -> T:
@@ -186,15 +267,6 @@ class PgConnections:
         return int(deleted)
 
     # -- maintenance -----------------------------------------------------------------
-
-    async def interrupt_running_turns(self) -> int:
-        """Mark every ``inProgress`` turn ``interrupted``; return how many changed."""
-
-        def write(conn: Conn) -> int:
-            sql = "UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress'"
-            return int(conn.execute(sql).rowcount)
-
-        return await self._write(write)
 
     async def prune_history(self, max_age_seconds: float | None = None) -> int:
         """Forget updated_at history older than ``max_age_seconds`` (default: the

@@ -4,12 +4,14 @@ messages, and the thread row insert (see :mod:`appserver.store.postgres`)."""
 from __future__ import annotations
 
 import socket
-from typing import Any, Final
+from typing import Final
 
 import psycopg
 
-from appserver.store.base import ThreadRecord
-from appserver.store.cursor import fold
+from appserver.store import _pg_lifecycle, _pg_list, _pg_pages
+from appserver.store._sql_common import thread_params
+from appserver.store._sql_list import COLUMNS
+from appserver.store._sql_store import StoreSql
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
@@ -18,6 +20,7 @@ __all__ = [
     "INSERT_SETTINGS_SQL",
     "INSERT_THREAD_SQL",
     "POOL_WAIT_SECONDS",
+    "SQL",
     "application_name",
     "default_node_id",
     "describe_url",
@@ -38,6 +41,26 @@ INSERT_THREAD_SQL: Final = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
 )
 INSERT_SETTINGS_SQL: Final = "INSERT INTO thread_settings (thread_id, settings) VALUES (%s, %s)"
+
+#: The PostgreSQL dialect of the shared store methods (``_sql_store``).
+SQL: Final = StoreSql(
+    p="%s",
+    insert_thread=INSERT_THREAD_SQL,
+    insert_settings=INSERT_SETTINGS_SQL,
+    get_thread=f"SELECT {COLUMNS} FROM threads t WHERE t.id = %s",
+    update_settings="UPDATE thread_settings SET settings = %s WHERE thread_id = %s",
+    insert_turn="INSERT INTO turns (thread_id, id, status, started_at_ms) "
+    "VALUES (%s, %s, 'inProgress', %s) ON CONFLICT (thread_id, id) DO NOTHING",
+    set_preview="UPDATE threads SET preview = %s, preview_fold = %s WHERE id = %s",
+    finish_turn="UPDATE turns SET status = %s, error = %s, completed_at_ms = %s WHERE seq = %s",
+    get_turns="SELECT t.seq, t.id, t.status, t.error, t.started_at_ms, t.completed_at_ms, "
+    "i.body FROM turns t LEFT JOIN items i ON i.turn_seq = t.seq "
+    "WHERE t.thread_id = %s ORDER BY t.seq, i.seq",
+    lock_thread="SELECT 1 FROM threads WHERE id = %s FOR UPDATE",
+    pages=_pg_pages.SQL,
+    list=_pg_list.SQL,
+    lifecycle=_pg_lifecycle.SQL,
+)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -64,20 +87,3 @@ def describe_url(url: str) -> str:
     user = f"{info['user']}@" if info.get("user") else ""
     port = f":{info['port']}" if info.get("port") else ""
     return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
-
-
-def thread_params(record: ThreadRecord) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.preview,
-        record.name,
-        record.model_provider,
-        record.model,
-        record.cwd,
-        record.created_at,
-        record.updated_at,
-        record.recency_at,
-        record.archived,
-        fold(record.preview),
-        None if record.name is None else fold(record.name),
-    )

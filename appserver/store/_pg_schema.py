@@ -10,10 +10,11 @@ two processes starting at once migrate one after the other; the second finds the
 recorded and does nothing. Ids are ``COLLATE "C"`` so ties order by code point, as in
 the other stores, whatever the database's default collation.
 
-Room for the cluster (issue 16 step 3): thread ownership will be a table of its own
-(``thread_id``, owner ``node_id``, fencing ``epoch``, lease expiry) added by a later
-migration; every owner write then checks its epoch in the same transaction, so nothing
-here needs to change shape.
+The cluster (issue 16 step 3, appserver/cluster/ owns what the rows mean): migration 3
+adds its nodes (``cluster_nodes``), thread ownership (``thread_leases``: owner
+``node_id``, fencing ``epoch``, lease expiry; a fenced write checks its row, _pg_conn)
+and the calls nodes forward to a thread's owner (``cluster_calls``). Their times are the
+database's clock (``now()``), the same for every node.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Final
 
 from appserver.store.errors import StoreOpenError
 
-__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "SCHEMA_VERSION", "migrate"]
+__all__ = ["CLUSTER_TABLES", "MIGRATIONS", "MIGRATION_LOCK", "SCHEMA_VERSION", "migrate"]
 
 #: pg_advisory_xact_lock key of schema migrations ("appsrv" in ASCII).
 MIGRATION_LOCK: Final = 0x617070737276
@@ -102,7 +103,7 @@ _V1: Final = (
     "CREATE INDEX injected_items_by_thread ON injected_items (thread_id, seq)",
 )
 
-# The numbered event log (PROTOCOL.md §13, _pg_events.py): each thread's seq high-water
+# The numbered event log (PROTOCOL.md §13, _sql_events.py): each thread's seq high-water
 # mark, its recent events as sent to opted-in connections, and the log's size.
 _V2: Final = (
     """CREATE TABLE event_marks (
@@ -124,7 +125,42 @@ _V2: Final = (
     )""",
 )
 
-MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2))
+# The cluster's tables (issue 16 step 3). ``session``: a token a node draws at each start
+# (and reconnect), so a lease renewal of an older incarnation of the node matches nothing.
+_V3: Final = (
+    """CREATE TABLE cluster_nodes (
+        node_id TEXT COLLATE "C" PRIMARY KEY,
+        session TEXT NOT NULL,
+        heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        urls JSONB NOT NULL DEFAULT '[]'
+    )""",
+    """CREATE TABLE thread_leases (
+        thread_id TEXT COLLATE "C" PRIMARY KEY,
+        node_id TEXT COLLATE "C" NOT NULL,
+        session TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX thread_leases_by_node ON thread_leases (node_id)",
+    """CREATE TABLE cluster_calls (
+        id BIGSERIAL PRIMARY KEY,
+        target_node TEXT COLLATE "C" NOT NULL,
+        from_node TEXT COLLATE "C" NOT NULL,
+        thread_id TEXT COLLATE "C",
+        kind TEXT NOT NULL,
+        body JSONB NOT NULL,
+        reply JSONB,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        replied_at TIMESTAMPTZ
+    )""",
+    "CREATE INDEX cluster_calls_pending ON cluster_calls (target_node, id) WHERE reply IS NULL",
+)
+
+#: Tables of the cluster's (migration 3 on): thread/delete leaves their rows alone.
+CLUSTER_TABLES: Final = frozenset({"cluster_nodes", "thread_leases", "cluster_calls"})
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
 
 
@@ -133,14 +169,15 @@ def _current(conn: Any) -> int:
     return int(row[0])
 
 
-def migrate(conn: Any, where: str, applied_by: str) -> int:
-    """Bring the database to ``SCHEMA_VERSION``; return the version it had before.
+def migrate(conn: Any, where: str, applied_by: str, *, upto: int = SCHEMA_VERSION) -> int:
+    """Bring the database to ``SCHEMA_VERSION`` (or only to ``upto``: tests that build
+    an old database); return the version it had before.
 
     ``conn`` is a psycopg connection in autocommit mode; ``where`` names the database
     in errors; ``applied_by`` (the node's application_name) is recorded per version.
     """
     before: int | None = None
-    for version, statements in ((0, ()), *MIGRATIONS):
+    for version, statements in ((0, ()), *(m for m in MIGRATIONS if m[0] <= upto)):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute(

@@ -104,7 +104,7 @@ _V3: Final = (
 
 # The item type (a virtual column computed from the JSON body, so every writer fills it),
 # indexed with its turn: a turns/list `summary` page reads each turn's user messages and
-# final agent message without reading its other items (_sqlite_pages.summary_page).
+# final agent message without reading its other items (_sql_pages.summary_page).
 _V4: Final = (
     "ALTER TABLE items ADD COLUMN type TEXT "
     "GENERATED ALWAYS AS (json_extract(body, '$.type')) VIRTUAL",
@@ -123,7 +123,7 @@ _V5: Final = (
     "CREATE INDEX injected_items_by_thread ON injected_items (thread_id, seq)",
 )
 
-# The numbered event log (PROTOCOL.md §13, store/_sqlite_events.py): each thread's seq
+# The numbered event log (PROTOCOL.md §13, store/_sql_events.py): each thread's seq
 # high-water mark (reserved in blocks before use; ``clean`` once released at close) and
 # its recent events as sent to opted-in connections, bounded by count and bytes.
 _V6: Final = (

@@ -85,7 +85,10 @@ class SqliteConnections:
             raise StoreError(f"store at {self.path}: text is not valid Unicode") from exc
         return result
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], thread_id: str | None = None
+    ) -> T:
+        """Run the write ``fn`` (``thread_id``: what it writes; no fencing here)."""
         return await trio.to_thread.run_sync(
             lambda: self._run(self._writer, "BEGIN IMMEDIATE", fn), limiter=self._write_limiter
         )
@@ -128,15 +131,6 @@ class SqliteConnections:
         return prune(conn, max_age_seconds)
 
     # -- maintenance -----------------------------------------------------------------
-
-    async def interrupt_running_turns(self) -> int:
-        """Mark every ``inProgress`` turn ``interrupted``; return how many changed."""
-
-        def write(conn: sqlite3.Connection) -> int:
-            sql = "UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress'"
-            return int(conn.execute(sql).rowcount)
-
-        return await self._write(write)
 
     async def prune_history(self, max_age_seconds: float | None = None) -> int:
         """Forget updated_at history older than ``max_age_seconds`` (default: the

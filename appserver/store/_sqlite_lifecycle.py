@@ -1,147 +1,60 @@
-"""SqliteStore's thread lifecycle writes: a fork's copy, delete, revert, injected items
-(thread/fork, thread/delete, thread/revert, thread/inject_items). Each function runs
-inside the caller's transaction (``SqliteStore._write`` / ``_read``).
-
-Injected items (schema 5) are rows of ``injected_items (seq, thread_id, after_turn_seq,
-body)``: ``after_turn_seq`` is the seq of the thread's last turn when they were injected
-(0: before any turn), so they keep their place among the turns and a revert that drops
-that turn drops them too.
-"""
+"""SqliteStore's thread lifecycle writes: its SQL text and driver calls (the logic is
+:mod:`._sql_lifecycle`). Injected items are schema 5; an item's ``type`` is a virtual
+column derived from its JSON body (schema 4), so the item upsert does not write it."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from typing import Any
+from collections.abc import Sequence
+from typing import Final
 
-from appserver.store.base import InjectedItem, RevertedHistory, ThreadNotStored, TurnRecord
-from appserver.store.cursor import dump_json, item_id
-from appserver.store.errors import AlreadyStored, TurnNotStored
-from appserver.store.pages import encode_position
+from appserver.store._sql_common import Row, SqlConn
+from appserver.store._sql_lifecycle import LifecycleSql
 
-__all__ = ["delete_thread", "import_turns", "inject_items", "injected_items", "revert_thread"]
-
-
-def _exists(conn: sqlite3.Connection, thread_id: str) -> None:
-    if conn.execute("SELECT 1 FROM threads WHERE id = ?", (thread_id,)).fetchone() is None:
-        raise ThreadNotStored(f"thread {thread_id} is not stored")
+__all__ = ["SQL"]
 
 
-def import_turns(conn: sqlite3.Connection, thread_id: str, turns: list[TurnRecord]) -> None:
-    """Store ``turns`` (with their items, ids kept) as the history of a new thread."""
-    for turn in turns:
-        cursor = conn.execute(
-            "INSERT INTO turns (thread_id, id, status, error, started_at_ms, completed_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id, id) DO NOTHING",
-            (
-                thread_id,
-                turn.id,
-                turn.status,
-                None if turn.error is None else dump_json(turn.error),
-                turn.started_at_ms,
-                turn.completed_at_ms,
-            ),
-        )
-        if cursor.rowcount == 0:
-            raise AlreadyStored(f"turn {turn.id} of thread {thread_id} is already stored")
-        turn_seq = cursor.lastrowid
-        conn.executemany(
-            "INSERT INTO items (turn_seq, id, body) VALUES (?, ?, ?) "
-            "ON CONFLICT (turn_seq, id) DO UPDATE SET body = excluded.body",
-            [(turn_seq, item_id(item), dump_json(item)) for item in turn.items],
-        )
+def _many(conn: SqlConn, statement: str, rows: Sequence[Row]) -> None:
+    assert isinstance(conn, sqlite3.Connection)
+    conn.executemany(statement, rows)
 
 
-def _tables_with_thread_rows(conn: sqlite3.Connection) -> list[str]:
-    """Every table with a ``thread_id`` column, the turns and settings last (rows of the
-    others may refer to them)."""
+def _thread_tables(conn: SqlConn) -> list[str]:
     names = [
         name
         for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
-    found = [
+    return [
         name
         for name in names
         if any(row[1] == "thread_id" for row in conn.execute(f'PRAGMA table_info("{name}")'))
     ]
-    last = [name for name in ("turns", "thread_settings") if name in found]
-    return [name for name in found if name not in last] + last
 
 
-def delete_thread(conn: sqlite3.Connection, thread_id: str) -> bool:
-    """Remove the thread and every row about it; False if it was not stored."""
-    if conn.execute("SELECT 1 FROM threads WHERE id = ?", (thread_id,)).fetchone() is None:
-        return False
-    conn.execute(
-        "DELETE FROM items WHERE turn_seq IN (SELECT seq FROM turns WHERE thread_id = ?)",
-        (thread_id,),
-    )
-    for table in _tables_with_thread_rows(conn):
-        conn.execute(f'DELETE FROM "{table}" WHERE thread_id = ?', (thread_id,))
-    conn.execute("DELETE FROM threads WHERE id = ?", (thread_id,))
-    return True
-
-
-def revert_thread(conn: sqlite3.Connection, thread_id: str, before_turn_id: str) -> RevertedHistory:
-    """Drop ``before_turn_id``, every later turn, their items and the items injected
-    after them; return the backwards cursors of what is left."""
-    _exists(conn, thread_id)
-    row = conn.execute(
-        "SELECT seq FROM turns WHERE thread_id = ? AND id = ?", (thread_id, before_turn_id)
-    ).fetchone()
-    if row is None:
-        raise TurnNotStored(f"turn {before_turn_id} of thread {thread_id} is not stored")
-    (before_seq,) = row
-    conn.execute(
-        "DELETE FROM items WHERE turn_seq IN "
-        "(SELECT seq FROM turns WHERE thread_id = ? AND seq >= ?)",
-        (thread_id, before_seq),
-    )
-    conn.execute("DELETE FROM turns WHERE thread_id = ? AND seq >= ?", (thread_id, before_seq))
-    conn.execute(
-        "DELETE FROM injected_items WHERE thread_id = ? AND after_turn_seq >= ?",
-        (thread_id, before_seq),
-    )
-    (last_turn,) = conn.execute(
-        "SELECT max(seq) FROM turns WHERE thread_id = ?", (thread_id,)
-    ).fetchone()
-    last_item = None
-    if last_turn is not None:
-        (last_item,) = conn.execute(
-            "SELECT max(i.seq) FROM items i JOIN turns t ON i.turn_seq = t.seq "
-            "WHERE t.thread_id = ?",
-            (thread_id,),
-        ).fetchone()
-    return RevertedHistory(
-        turns_backwards_cursor=None
-        if last_turn is None
-        else encode_position("turns", thread_id, last_turn, inclusive=True),
-        items_backwards_cursor=None
-        if last_item is None
-        else encode_position("items", thread_id, last_item, inclusive=True),
-    )
-
-
-def inject_items(conn: sqlite3.Connection, thread_id: str, items: list[Any]) -> None:
-    _exists(conn, thread_id)
-    (last_turn,) = conn.execute(
-        "SELECT coalesce(max(seq), 0) FROM turns WHERE thread_id = ?", (thread_id,)
-    ).fetchone()
-    conn.executemany(
-        "INSERT INTO injected_items (thread_id, after_turn_seq, body) VALUES (?, ?, ?)",
-        [(thread_id, last_turn, dump_json(item)) for item in items],
-    )
-
-
-def injected_items(conn: sqlite3.Connection, thread_id: str) -> list[InjectedItem]:
-    return [
-        InjectedItem(after_turn_id=turn_id, item=json.loads(body))
-        for turn_id, body in conn.execute(
-            "SELECT t.id, j.body FROM injected_items j "
-            "LEFT JOIN turns t ON t.seq = j.after_turn_seq "
-            "WHERE j.thread_id = ? ORDER BY j.seq",
-            (thread_id,),
-        )
-    ]
+SQL: Final = LifecycleSql(
+    thread_exists="SELECT 1 FROM threads WHERE id = ?",
+    import_turn="INSERT INTO turns (thread_id, id, status, error, started_at_ms, "
+    "completed_at_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id, id) DO NOTHING "
+    "RETURNING seq",
+    upsert_item="INSERT INTO items (turn_seq, id, body) VALUES (?, ?, ?) "
+    "ON CONFLICT (turn_seq, id) DO UPDATE SET body = excluded.body",
+    item_type=False,
+    many=_many,
+    thread_tables=_thread_tables,
+    delete_items="DELETE FROM items WHERE turn_seq IN (SELECT seq FROM turns WHERE thread_id = ?)",
+    delete_rows='DELETE FROM "{table}" WHERE thread_id = ?',
+    delete_thread="DELETE FROM threads WHERE id = ?",
+    turn_seq="SELECT seq FROM turns WHERE thread_id = ? AND id = ?",
+    delete_items_from="DELETE FROM items WHERE turn_seq IN "
+    "(SELECT seq FROM turns WHERE thread_id = ? AND seq >= ?)",
+    delete_turns_from="DELETE FROM turns WHERE thread_id = ? AND seq >= ?",
+    delete_injected_from="DELETE FROM injected_items WHERE thread_id = ? AND after_turn_seq >= ?",
+    last_turn="SELECT max(seq) FROM turns WHERE thread_id = ?",
+    last_item="SELECT max(i.seq) FROM items i JOIN turns t ON i.turn_seq = t.seq "
+    "WHERE t.thread_id = ?",
+    insert_injected="INSERT INTO injected_items (thread_id, after_turn_seq, body) VALUES (?, ?, ?)",
+    injected="SELECT t.id, j.body FROM injected_items j "
+    "LEFT JOIN turns t ON t.seq = j.after_turn_seq WHERE j.thread_id = ? ORDER BY j.seq",
+)

@@ -1,170 +1,33 @@
-"""SqliteStore's thread/turns/list and thread/items/list pages (``store/pages.py``).
-
-Keyset pages on the row seqs: turns through ``turns_by_thread (thread_id, seq)``, one
-turn's items through ``items_by_turn (turn_seq, seq)``; a page is one index range walk of
-``limit + 1`` entries whatever its depth, plus one ``items_by_turn`` lookup per turn when
-items are wanted. A thread-wide item page walks the thread's turns and their items
-(the items table has no thread column), which costs O(items of the thread).
-
-A ``summary`` page (``summary_page``) reads per turn only its user messages and its last
-agent message, through ``items_by_type (turn_seq, type, seq)`` (schema 4), and
-``turn_state`` answers what loading a thread needs (crash-cut turns, the last turn's
-status) from the turns table alone: neither reads the items they do not show.
-"""
+"""SqliteStore's thread/turns/list and thread/items/list pages: its SQL text (the logic
+is :mod:`._sql_pages`). ``INDEXED BY`` pins each query to the index the page is
+designed around (``turns_by_thread``, ``items_by_turn``, ``items_by_type``, schema 4)."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from typing import Any
+from typing import Final
 
-from appserver.store.base import TurnRecord, TurnStatus, UnknownItemAnchor
-from appserver.store.pages import ItemEntry, ItemPage, Position, TurnPage, page_positions
+from appserver.store._sql_pages import PagesSql
 
-__all__ = ["item_page", "summary_page", "turn_page", "turn_state"]
+__all__ = ["SQL"]
 
-
-def _beyond(
-    column: str, position: Position | None, descending: bool
-) -> tuple[str, tuple[int, ...]]:
-    if position is None:
-        return "", ()
-    op = ("<=" if descending else ">=") if position.inclusive else ("<" if descending else ">")
-    return f" AND {column} {op} ?", (position.seq,)
-
-
-def _summary_items(conn: sqlite3.Connection, turn_seq: int, status: str) -> list[dict[str, Any]]:
-    """The turn's user messages, then (completed turns) its last agent message."""
-    bodies = [
-        body
-        for (body,) in conn.execute(
-            "SELECT body FROM items INDEXED BY items_by_type "
-            "WHERE turn_seq = ? AND type = 'userMessage' ORDER BY seq",
-            (turn_seq,),
-        )
-    ]
-    if status == "completed":
-        final = conn.execute(
-            "SELECT body FROM items INDEXED BY items_by_type "
-            "WHERE turn_seq = ? AND type = 'agentMessage' ORDER BY seq DESC LIMIT 1",
-            (turn_seq,),
-        ).fetchone()
-        if final is not None:
-            bodies.append(final[0])
-    return [json.loads(body) for body in bodies]
-
-
-def turn_state(conn: sqlite3.Connection, thread_id: str) -> tuple[list[str], TurnStatus | None]:
-    """(ids of the thread's turns stored ``inProgress``, the last turn's status)."""
-    running = [
-        turn_id
-        for (turn_id,) in conn.execute(
-            "SELECT id FROM turns INDEXED BY turns_by_thread "
-            "WHERE thread_id = ? AND status = 'inProgress' ORDER BY seq",
-            (thread_id,),
-        )
-    ]
-    last = conn.execute(
-        "SELECT status FROM turns INDEXED BY turns_by_thread "
-        "WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
-        (thread_id,),
-    ).fetchone()
-    return running, None if last is None else last[0]
-
-
-def summary_page(
-    conn: sqlite3.Connection,
-    thread_id: str,
-    position: Position | None,
-    descending: bool,
-    limit: int,
-) -> TurnPage:
-    """``turn_page`` whose turns carry only their ``summary`` items (pages.summary_items)."""
-    return turn_page(conn, thread_id, position, descending, limit, with_items=False, summary=True)
-
-
-def turn_page(
-    conn: sqlite3.Connection,
-    thread_id: str,
-    position: Position | None,
-    descending: bool,
-    limit: int,
-    with_items: bool,
-    *,
-    summary: bool = False,
-) -> TurnPage:
-    where, args = _beyond("seq", position, descending)
-    order = "DESC" if descending else "ASC"
-    rows = conn.execute(
-        "SELECT seq, id, status, error, started_at_ms, completed_at_ms FROM turns "
-        f"INDEXED BY turns_by_thread WHERE thread_id = ?{where} ORDER BY seq {order} LIMIT ?",
-        (thread_id, *args, limit + 1),
-    ).fetchall()
-    next_cursor, backwards = page_positions("turns", thread_id, [r[0] for r in rows], limit)
-    turns: list[TurnRecord] = []
-    for seq, turn_id, status, error, started, completed in rows[:limit]:
-        items = []
-        if summary:
-            items = _summary_items(conn, seq, status)
-        elif with_items:
-            items = [
-                json.loads(body)
-                for (body,) in conn.execute(
-                    "SELECT body FROM items WHERE turn_seq = ? ORDER BY seq", (seq,)
-                )
-            ]
-        turns.append(
-            TurnRecord(
-                id=turn_id,
-                thread_id=thread_id,
-                status=status,
-                error=None if error is None else json.loads(error),
-                items=items,
-                started_at_ms=started,
-                completed_at_ms=completed,
-            )
-        )
-    return TurnPage(turns=turns, next_cursor=next_cursor, backwards_cursor=backwards)
-
-
-def item_page(
-    conn: sqlite3.Connection,
-    thread_id: str,
-    position: Position | None,
-    descending: bool,
-    limit: int,
-    turn_id: str | None,
-    after_item: str | None,
-) -> ItemPage:
-    order = "DESC" if descending else "ASC"
-    if turn_id is None:
-        where, args = _beyond("i.seq", position, descending)
-        sql = (
-            "SELECT i.seq, t.id, i.body FROM turns t INDEXED BY turns_by_thread "
-            "JOIN items i ON i.turn_seq = t.seq "
-            f"WHERE t.thread_id = ?{where} ORDER BY i.seq {order} LIMIT ?"
-        )
-        rows = conn.execute(sql, (thread_id, *args, limit + 1)).fetchall()
-    else:
-        found = conn.execute(
-            "SELECT seq FROM turns WHERE thread_id = ? AND id = ?", (thread_id, turn_id)
-        ).fetchone()
-        if found is None:
-            return ItemPage(items=[], next_cursor=None, backwards_cursor=None)
-        (turn_seq,) = found
-        if after_item is not None:
-            anchor = conn.execute(
-                "SELECT seq FROM items WHERE turn_seq = ? AND id = ?", (turn_seq, after_item)
-            ).fetchone()
-            if anchor is None:
-                raise UnknownItemAnchor(f"no item {after_item} in turn {turn_id}")
-            position = Position(seq=anchor[0])
-        where, args = _beyond("seq", position, descending)
-        sql = (
-            "SELECT seq, ?, body FROM items INDEXED BY items_by_turn "
-            f"WHERE turn_seq = ?{where} ORDER BY seq {order} LIMIT ?"
-        )
-        rows = conn.execute(sql, (turn_id, turn_seq, *args, limit + 1)).fetchall()
-    next_cursor, backwards = page_positions("items", thread_id, [r[0] for r in rows], limit)
-    entries = [ItemEntry(turn_id=tid, item=json.loads(body)) for _, tid, body in rows[:limit]]
-    return ItemPage(items=entries, next_cursor=next_cursor, backwards_cursor=backwards)
+SQL: Final = PagesSql(
+    p="?",
+    user_messages="SELECT body FROM items INDEXED BY items_by_type "
+    "WHERE turn_seq = ? AND type = 'userMessage' ORDER BY seq",
+    last_agent_message="SELECT body FROM items INDEXED BY items_by_type "
+    "WHERE turn_seq = ? AND type = 'agentMessage' ORDER BY seq DESC LIMIT 1",
+    running_turns="SELECT id FROM turns INDEXED BY turns_by_thread "
+    "WHERE thread_id = ? AND status = 'inProgress' ORDER BY seq",
+    last_status="SELECT status FROM turns INDEXED BY turns_by_thread "
+    "WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+    turns="SELECT seq, id, status, error, started_at_ms, completed_at_ms FROM turns "
+    "INDEXED BY turns_by_thread WHERE thread_id = ?{where} ORDER BY seq {order} LIMIT ?",
+    turn_items="SELECT body FROM items WHERE turn_seq = ? ORDER BY seq",
+    thread_items="SELECT i.seq, t.id, i.body FROM turns t INDEXED BY turns_by_thread "
+    "JOIN items i ON i.turn_seq = t.seq "
+    "WHERE t.thread_id = ?{where} ORDER BY i.seq {order} LIMIT ?",
+    turn_seq="SELECT seq FROM turns WHERE thread_id = ? AND id = ?",
+    item_seq="SELECT seq FROM items WHERE turn_seq = ? AND id = ?",
+    one_turn_items="SELECT seq, ?, body FROM items INDEXED BY items_by_turn "
+    "WHERE turn_seq = ?{where} ORDER BY seq {order} LIMIT ?",
+)

@@ -8,13 +8,16 @@ import sqlite3
 import time
 from typing import Any, Final
 
-from appserver.store.base import ThreadRecord
-from appserver.store.cursor import fold
+from appserver.store import _sqlite_lifecycle, _sqlite_list, _sqlite_pages
+from appserver.store._sql_common import thread_params
+from appserver.store._sql_list import COLUMNS
+from appserver.store._sql_store import StoreSql
 from appserver.store.errors import StoreOpenError
 
 __all__ = [
     "INSERT_SETTINGS_SQL",
     "INSERT_THREAD_SQL",
+    "SQL",
     "connect_db",
     "prune",
     "thread_params",
@@ -30,24 +33,25 @@ INSERT_THREAD_SQL: Final = (
 )
 INSERT_SETTINGS_SQL: Final = "INSERT INTO thread_settings (thread_id, settings) VALUES (?, ?)"
 
-
-def thread_params(record: ThreadRecord) -> Row:
-    """``INSERT_THREAD_SQL`` parameters for ``record`` (``INSERT_SETTINGS_SQL`` takes
-    ``(record.id, dump_json(record.settings))``)."""
-    return (
-        record.id,
-        record.preview,
-        record.name,
-        record.model_provider,
-        record.model,
-        record.cwd,
-        record.created_at,
-        record.updated_at,
-        record.recency_at,
-        int(record.archived),
-        fold(record.preview),
-        None if record.name is None else fold(record.name),
-    )
+#: The SQLite dialect of the shared store methods (``_sql_store``).
+SQL: Final = StoreSql(
+    p="?",
+    insert_thread=INSERT_THREAD_SQL,
+    insert_settings=INSERT_SETTINGS_SQL,
+    get_thread=f"SELECT {COLUMNS} FROM threads t WHERE t.id = ?",
+    update_settings="UPDATE thread_settings SET settings = ? WHERE thread_id = ?",
+    insert_turn="INSERT INTO turns (thread_id, id, status, started_at_ms) "
+    "VALUES (?, ?, 'inProgress', ?) ON CONFLICT (thread_id, id) DO NOTHING",
+    set_preview="UPDATE threads SET preview = ?, preview_fold = ? WHERE id = ?",
+    finish_turn="UPDATE turns SET status = ?, error = ?, completed_at_ms = ? WHERE seq = ?",
+    get_turns="SELECT t.seq, t.id, t.status, t.error, t.started_at_ms, t.completed_at_ms, "
+    "i.body FROM turns t LEFT JOIN items i ON i.turn_seq = t.seq "
+    "WHERE t.thread_id = ? ORDER BY t.seq, i.seq",
+    lock_thread=None,  # one writer connection: BEGIN IMMEDIATE holds the database
+    pages=_sqlite_pages.SQL,
+    list=_sqlite_list.SQL,
+    lifecycle=_sqlite_lifecycle.SQL,
+)
 
 
 def connect_db(path: pathlib.Path, *, read_only: bool) -> sqlite3.Connection:

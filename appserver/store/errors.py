@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from appserver.store.base import StoreError
 
-__all__ = ["AlreadyStored", "StoreClosed", "StoreOpenError", "StoreUnavailable", "TurnNotStored"]
+__all__ = [
+    "AlreadyStored",
+    "LeaseLost",
+    "StoreClosed",
+    "StoreOpenError",
+    "StoreUnavailable",
+    "TurnNotStored",
+]
 
 
 class StoreOpenError(StoreError):
@@ -32,3 +39,18 @@ class AlreadyStored(StoreError):
 
 class TurnNotStored(StoreError):
     """``put_item`` / ``finish_turn`` named a turn the thread does not hold."""
+
+
+class LeaseLost(StoreError):
+    """A write of a fenced thread (``PostgresStore.fence``) found the thread's lease row
+    missing or held by another node or epoch: another node owns the thread now. Final:
+    nothing of the write is stored, and trying it again cannot succeed (not a
+    ``StoreUnavailable``: no retry policy may take it for an outage)."""
+
+    def __init__(self, thread_id: str, node_id: str | None, epoch: int | None) -> None:
+        held = "by nobody" if node_id is None else f"by {node_id} epoch {epoch}"
+        super().__init__(f"lease of thread {thread_id} lost: held {held}")
+        self.thread_id = thread_id
+        #: the lease row's holder and epoch when the write was refused (None: no row)
+        self.node_id = node_id
+        self.epoch = epoch

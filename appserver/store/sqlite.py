@@ -20,54 +20,37 @@ errors, a file that went away) raise :class:`StoreUnavailable` with SQLite's rea
 transaction was rolled back, so nothing of it is stored and it may be tried again.
 Misuse (a constraint, a bad parameter) stays a plain ``StoreError``: a bug, not an outage.
 
-thread/list: keyset pages with cursors stable under updates, see :mod:`._sqlite_list`;
-turn and item pages: :mod:`._sqlite_pages`.
+The ThreadStore methods, thread/list (keyset pages with cursors stable under updates),
+turn and item pages, lifecycle writes and the event log are written once for both SQL
+stores (``_sql_store``, ``_sql_list``, ``_sql_pages``, ``_sql_lifecycle``,
+``_sql_events``); this store's SQL text is in ``_sqlite_rows`` and the ``_sqlite_*``
+modules of each area.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import pathlib
 import sqlite3
 from collections.abc import AsyncIterator
-from typing import Any
 
 import trio
 
-from appserver.store import _sqlite_lifecycle as lifecycle
 from appserver.store._schema import SCHEMA_VERSION, migrate
-from appserver.store._sqlite_conn import set_busy_timeout, store_error
-from appserver.store._sqlite_events import SqliteEvents
-from appserver.store._sqlite_list import COLUMNS, list_page, thread_from_row
-from appserver.store._sqlite_pages import item_page, summary_page, turn_page, turn_state
+from appserver.store._sql_events import SqlEvents
+from appserver.store._sql_store import SqlStore
+from appserver.store._sqlite_conn import SqliteConnections, set_busy_timeout, store_error
+from appserver.store._sqlite_events import SQL as EVENTS_SQL
 from appserver.store._sqlite_rows import (
     INSERT_SETTINGS_SQL,
     INSERT_THREAD_SQL,
+    SQL,
     connect_db,
     thread_params,
 )
-from appserver.store.base import (
-    _UNSET,
-    InjectedItem,
-    ListQuery,
-    RevertedHistory,
-    SortDirection,
-    StoreError,
-    ThreadPage,
-    ThreadRecord,
-    TurnRecord,
-    TurnStatus,
-)
-from appserver.store.cursor import (
-    DEFAULT_HISTORY_RETENTION_SECONDS,
-    decode_cursor,
-    dump_json,
-    fold,
-    item_id,
-)
-from appserver.store.errors import AlreadyStored, StoreOpenError
-from appserver.store.pages import ItemPage, LoadState, TurnPage, decode_position
+from appserver.store.base import StoreError
+from appserver.store.cursor import DEFAULT_HISTORY_RETENTION_SECONDS
+from appserver.store.errors import StoreOpenError
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
@@ -85,8 +68,11 @@ __all__ = [
 BUSY_TIMEOUT_SECONDS = 5.0
 
 
-class SqliteStore(SqliteEvents):
+class SqliteStore(SqliteConnections, SqlEvents, SqlStore):
     """A ThreadStore in an SQLite file; open it with :func:`open_sqlite_store`."""
+
+    SQL = SQL
+    EVENTS_SQL = EVENTS_SQL
 
     @classmethod
     async def open(
@@ -127,253 +113,6 @@ class SqliteStore(SqliteEvents):
                 raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
             raise
         return store
-
-    # -- threads ---------------------------------------------------------------------
-
-    async def create_thread(self, record: ThreadRecord) -> None:
-        params = thread_params(record)
-
-        settings = dump_json(record.settings)
-
-        def write(conn: sqlite3.Connection) -> None:
-            if conn.execute(INSERT_THREAD_SQL, params).rowcount == 0:
-                raise AlreadyStored(f"thread {record.id} is already stored")
-            conn.execute(INSERT_SETTINGS_SQL, (record.id, settings))
-
-        await self._write(write)
-
-    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
-        def read(conn: sqlite3.Connection) -> ThreadRecord | None:
-            sql = f"SELECT {COLUMNS} FROM threads t WHERE t.id = ?"
-            row = conn.execute(sql, (thread_id,)).fetchone()
-            return None if row is None else thread_from_row(row)
-
-        return await self._read(read)
-
-    async def update_thread(
-        self,
-        thread_id: str,
-        *,
-        name: str | None = _UNSET,
-        preview: str = _UNSET,
-        updated_at: int = _UNSET,
-        archived: bool = _UNSET,
-        settings: dict[str, Any] = _UNSET,
-        cwd: str = _UNSET,
-        model: str = _UNSET,
-        model_provider: str = _UNSET,
-    ) -> None:
-        sets: list[str] = []
-        params: list[Any] = []
-        if name is not _UNSET:
-            sets.append("name = ?, name_fold = ?")
-            params += [name, None if name is None else fold(name)]
-        if preview is not _UNSET:
-            sets.append("preview = ?, preview_fold = ?")
-            params += [preview, fold(preview)]
-        if archived is not _UNSET:
-            sets.append("archived = ?")
-            params.append(int(archived))
-        for column, value in (("cwd", cwd), ("model", model), ("model_provider", model_provider)):
-            if value is not _UNSET:
-                sets.append(f"{column} = ?")
-                params.append(value)
-        settings_json = None if settings is _UNSET else dump_json(settings)
-
-        def write(conn: sqlite3.Connection) -> None:
-            old = self._updated_at(conn, thread_id)
-            if sets:
-                sql = f"UPDATE threads SET {', '.join(sets)} WHERE id = ?"
-                conn.execute(sql, (*params, thread_id))
-            if settings_json is not None:
-                conn.execute(
-                    "UPDATE thread_settings SET settings = ? WHERE thread_id = ?",
-                    (settings_json, thread_id),
-                )
-            if updated_at is not _UNSET:
-                self._touch(conn, thread_id, old, updated_at)
-
-        await self._write(write)
-
-    async def list_page(self, query: ListQuery) -> ThreadPage:
-        cursor = None if query.cursor is None else decode_cursor(query.cursor, query.sort_key)
-        return await self._read(lambda conn: list_page(conn, query, cursor))
-
-    async def list_threads(self, query: ListQuery) -> tuple[list[ThreadRecord], str | None]:
-        page = await self.list_page(query)
-        return page.threads, page.next_cursor
-
-    # -- turns and items -------------------------------------------------------------
-
-    async def start_turn(
-        self,
-        thread_id: str,
-        turn_id: str,
-        *,
-        updated_at: int,
-        preview: str | None = None,
-        started_at_ms: int | None = None,
-    ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            old = self._updated_at(conn, thread_id)
-            inserted = conn.execute(
-                "INSERT INTO turns (thread_id, id, status, started_at_ms) "
-                "VALUES (?, ?, 'inProgress', ?) ON CONFLICT (thread_id, id) DO NOTHING",
-                (thread_id, turn_id, started_at_ms),
-            )
-            if inserted.rowcount == 0:
-                raise AlreadyStored(f"turn {turn_id} of thread {thread_id} is already stored")
-            if preview is not None:
-                conn.execute(
-                    "UPDATE threads SET preview = ?, preview_fold = ? WHERE id = ?",
-                    (preview, fold(preview), thread_id),
-                )
-            self._touch(conn, thread_id, old, updated_at, recency_at=updated_at)
-
-        await self._write(write)
-
-    async def put_item(self, thread_id: str, turn_id: str, item: dict[str, Any]) -> None:
-        key = item_id(item)
-        body = dump_json(item)
-
-        def write(conn: sqlite3.Connection) -> None:
-            turn_seq = self._turn_seq(conn, thread_id, turn_id)
-            conn.execute(
-                "INSERT INTO items (turn_seq, id, body) VALUES (?, ?, ?) "
-                "ON CONFLICT (turn_seq, id) DO UPDATE SET body = excluded.body",
-                (turn_seq, key, body),
-            )
-
-        await self._write(write)
-
-    async def finish_turn(
-        self,
-        thread_id: str,
-        turn_id: str,
-        *,
-        status: TurnStatus,
-        error: dict[str, Any] | None,
-        updated_at: int,
-        completed_at_ms: int | None = None,
-    ) -> None:
-        error_json = None if error is None else dump_json(error)
-
-        def write(conn: sqlite3.Connection) -> None:
-            turn_seq = self._turn_seq(conn, thread_id, turn_id)
-            conn.execute(
-                "UPDATE turns SET status = ?, error = ?, completed_at_ms = ? WHERE seq = ?",
-                (status, error_json, completed_at_ms, turn_seq),
-            )
-            self._touch(conn, thread_id, self._updated_at(conn, thread_id), updated_at)
-
-        await self._write(write)
-
-    async def get_turns(self, thread_id: str) -> list[TurnRecord]:
-        def read(conn: sqlite3.Connection) -> list[TurnRecord]:
-            turns: dict[int, TurnRecord] = {}
-            for seq, turn_id, status, error, started, completed, body in conn.execute(
-                "SELECT t.seq, t.id, t.status, t.error, t.started_at_ms, t.completed_at_ms, "
-                "i.body FROM turns t "
-                "LEFT JOIN items i ON i.turn_seq = t.seq "
-                "WHERE t.thread_id = ? ORDER BY t.seq, i.seq",
-                (thread_id,),
-            ):
-                turn = turns.get(seq)
-                if turn is None:
-                    error_value = None if error is None else json.loads(error)
-                    turn = turns[seq] = TurnRecord(
-                        id=turn_id,
-                        thread_id=thread_id,
-                        status=status,
-                        error=error_value,
-                        started_at_ms=started,
-                        completed_at_ms=completed,
-                    )
-                if body is not None:
-                    turn.items.append(json.loads(body))
-            return list(turns.values())
-
-        return await self._read(read)
-
-    async def list_turns(
-        self,
-        thread_id: str,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        direction: SortDirection = "desc",
-        with_items: bool = True,
-    ) -> TurnPage:
-        at = None if cursor is None else decode_position(cursor, "turns", thread_id)
-        desc, n = direction == "desc", max(1, limit)
-        return await self._read(lambda conn: turn_page(conn, thread_id, at, desc, n, with_items))
-
-    async def list_turn_summaries(
-        self,
-        thread_id: str,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        direction: SortDirection = "desc",
-    ) -> TurnPage:
-        at = None if cursor is None else decode_position(cursor, "turns", thread_id)
-        desc, n = direction == "desc", max(1, limit)
-        return await self._read(lambda conn: summary_page(conn, thread_id, at, desc, n))
-
-    async def load_state(self, thread_id: str) -> LoadState | None:
-        record = await self.get_thread(thread_id)
-        if record is None:
-            return None
-        running, last = await self._read(lambda conn: turn_state(conn, thread_id))
-        return LoadState(record=record, running_turn_ids=running, last_turn_status=last)
-
-    async def list_items(
-        self,
-        thread_id: str,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        direction: SortDirection = "asc",
-        turn_id: str | None = None,
-        after_item: str | None = None,
-    ) -> ItemPage:
-        at = None if cursor is None else decode_position(cursor, "items", thread_id)
-        desc, n = direction == "desc", max(1, limit)
-        return await self._read(
-            lambda conn: item_page(conn, thread_id, at, desc, n, turn_id, after_item)
-        )
-
-    # -- thread lifecycle (SQL: _sqlite_lifecycle) -----------------------------------
-
-    async def import_thread(self, record: ThreadRecord, turns: list[TurnRecord]) -> None:
-        params, settings = thread_params(record), dump_json(record.settings)
-
-        def write(conn: sqlite3.Connection) -> None:
-            if conn.execute(INSERT_THREAD_SQL, params).rowcount == 0:
-                raise AlreadyStored(f"thread {record.id} is already stored")
-            conn.execute(INSERT_SETTINGS_SQL, (record.id, settings))
-            lifecycle.import_turns(conn, record.id, turns)
-
-        await self._write(write)
-
-    async def delete_thread(self, thread_id: str) -> bool:
-        return await self._write(lambda conn: lifecycle.delete_thread(conn, thread_id))
-
-    async def revert_thread(
-        self, thread_id: str, before_turn_id: str, *, updated_at: int
-    ) -> RevertedHistory:
-        def write(conn: sqlite3.Connection) -> RevertedHistory:
-            reverted = lifecycle.revert_thread(conn, thread_id, before_turn_id)
-            self._touch(conn, thread_id, self._updated_at(conn, thread_id), updated_at)
-            return reverted
-
-        return await self._write(write)
-
-    async def inject_items(self, thread_id: str, items: list[Any]) -> None:
-        await self._write(lambda conn: lifecycle.inject_items(conn, thread_id, items))
-
-    async def get_injected_items(self, thread_id: str) -> list[InjectedItem]:
-        return await self._read(lambda conn: lifecycle.injected_items(conn, thread_id))
 
 
 @contextlib.asynccontextmanager

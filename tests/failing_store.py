@@ -187,7 +187,7 @@ class FailingStore:
 def install(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> list[FailingStore]:
     """Every SQLite store a server opens from here on is wrapped in a FailingStore built
     with `settings`; returns the list they are appended to, in opening order."""
-    import appserver.server
+    import appserver.server_store
 
     opened: list[FailingStore] = []
 
@@ -198,5 +198,5 @@ def install(monkeypatch: pytest.MonkeyPatch, **settings: Any) -> list[FailingSto
             opened.append(store)
             yield store
 
-    monkeypatch.setattr(appserver.server, "open_sqlite_store", open_failing)
+    monkeypatch.setattr(appserver.server_store, "open_sqlite_store", open_failing)
     return opened

@@ -66,9 +66,10 @@ class PgCluster:
             raise RuntimeError(f"psql failed: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def create_database(self) -> str:
+    def create_database(self, template: str = "template0") -> str:
+        """A new database, a copy of ``template`` (default: empty); its URL."""
         name = f"t{os.getpid()}_{next(_counter)}"
-        self.psql(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY")
+        self.psql(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
         return self.url(name)
 
     def terminate(self, application_name: str) -> int:

@@ -204,6 +204,24 @@ class ServerProcess:
     process: trio.Process
     url: str
     stderr_lines: list[str]
+    _grown: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    def _add_lines(self, lines: list[str]) -> None:
+        self.stderr_lines.extend(lines)
+        self._grown.set()
+        self._grown = trio.Event()
+
+    async def wait_for_stderr(self, needle: str) -> str:
+        """The first stderr line containing `needle`, waiting for it to be logged (bound
+        it with trio.fail_after)."""
+        seen = 0
+        while True:
+            grown = self._grown
+            for line in self.stderr_lines[seen:]:
+                if needle in line:
+                    return line
+            seen = len(self.stderr_lines)
+            await grown.wait()
 
 
 def appserver_argv(*args: str) -> list[str]:
@@ -239,15 +257,19 @@ async def run_ws_server(
                 if banner:
                     break
         url = banner[0].removeprefix("appserver listening on ")
+        server = ServerProcess(proc, url, lines)
 
-        async def drain() -> None:
+        async def drain(rest: bytes) -> None:
             assert proc.stderr is not None
             async for chunk in proc.stderr:
-                lines.extend(chunk.decode(errors="replace").splitlines())
+                *done, rest = (rest + chunk).split(b"\n")
+                server._add_lines([d.decode(errors="replace") for d in done])
+            if rest:
+                server._add_lines([rest.decode(errors="replace")])
 
-        nursery.start_soon(drain)
+        nursery.start_soon(drain, buf)
         try:
-            yield ServerProcess(proc, url, lines)
+            yield server
         finally:
             if proc.returncode is None:
                 proc.terminate()

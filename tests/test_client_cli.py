@@ -187,34 +187,46 @@ async def test_watch_sees_a_turn_started_by_another_client(tmp_path: Path) -> No
 
 
 async def test_exit_codes() -> None:
-    failed = await cli("send", "--in-memory", "/fail boom")  # a private stdio server
-    assert failed.returncode == 1
-    assert "turn failed: boom" in failed.stdout
-
-    # One server for the rest (each --in-memory run would start a server of its own).
-    async with run_ws_server("--in-memory", "--log-level", "warning") as server:
-        url = ["--url", server.url]
-        missing = "01a20280-49d5-7ad7-bc52-b1f1b13631e6"
-        not_found = await cli("read", *url, missing)
-        assert not_found.returncode == 4  # not a usage error
-        assert not_found.stderr.strip() == f"appserver-client: error: thread not found: {missing}"
-
-        resume_missing = await cli("send", *url, "--thread", missing, "hi")
-        assert resume_missing.returncode == 4 and "thread not found" in resume_missing.stderr
-        watch_missing = await cli("watch", *url, missing)
-        assert watch_missing.returncode == 4 and "thread not found" in watch_missing.stderr
-
-        malformed = await cli("read", *url, "not-a-uuid")
-        assert malformed.returncode == 2 and "not a UUID" in malformed.stderr
-
+    # The clients are independent processes: they run concurrently (each pays its own
+    # start-up), and each result is checked as before.
+    missing = "01a20280-49d5-7ad7-bc52-b1f1b13631e6"
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    refused = await cli("threads", "--url", f"ws://127.0.0.1:{port}")
-    assert refused.returncode == 3 and "cannot connect" in refused.stderr
+    usages = (["send"], ["threads", "--limit", "0"], ["read", "--url", "http://x", "id"])
+    done: dict[str, Done] = {}
 
-    for bad in (["send"], ["threads", "--limit", "0"], ["read", "--url", "http://x", "id"]):
-        usage = await cli(*bad)
+    async def run(key: str, args: list[str]) -> None:
+        done[key] = await cli(*args)
+
+    # One server for the thread commands (each --in-memory run starts a server of its own).
+    async with run_ws_server("--in-memory", "--log-level", "warning") as server:
+        url = ["--url", server.url]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "failed", ["send", "--in-memory", "/fail boom"])  # private
+            nursery.start_soon(run, "not_found", ["read", *url, missing])
+            nursery.start_soon(run, "resume_missing", ["send", *url, "--thread", missing, "hi"])
+            nursery.start_soon(run, "watch_missing", ["watch", *url, missing])
+            nursery.start_soon(run, "malformed", ["read", *url, "not-a-uuid"])
+            nursery.start_soon(run, "refused", ["threads", "--url", f"ws://127.0.0.1:{port}"])
+            for n, bad in enumerate(usages):
+                nursery.start_soon(run, f"usage{n}", [*bad])
+
+    assert done["failed"].returncode == 1
+    assert "turn failed: boom" in done["failed"].stdout
+    not_found = done["not_found"]
+    assert not_found.returncode == 4  # not a usage error
+    assert not_found.stderr.strip() == f"appserver-client: error: thread not found: {missing}"
+    resume_missing = done["resume_missing"]
+    assert resume_missing.returncode == 4 and "thread not found" in resume_missing.stderr
+    watch_missing = done["watch_missing"]
+    assert watch_missing.returncode == 4 and "thread not found" in watch_missing.stderr
+    malformed = done["malformed"]
+    assert malformed.returncode == 2 and "not a UUID" in malformed.stderr
+    refused = done["refused"]
+    assert refused.returncode == 3 and "cannot connect" in refused.stderr
+    for n, bad in enumerate(usages):
+        usage = done[f"usage{n}"]
         assert usage.returncode == 2, bad
         assert usage.stderr.startswith("appserver-client: error: "), usage.stderr
         assert usage.stdout == ""

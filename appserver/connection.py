@@ -7,6 +7,7 @@ channel drained by the single outbound task (PROTOCOL.md §2.3).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -37,7 +38,14 @@ from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
 log = logging.getLogger("appserver.connection")
 
 KNOWN_METHODS = frozenset(METHODS)
-MAX_BATCH = 512  # frames written per outbound wake-up
+MAX_BATCH = 512  # frames written per outbound wake-up, in one transport write
+# While a stream goes on (a write ended less than COALESCE_SECONDS ago), the outbound task
+# waits up to COALESCE_ROUNDS scheduler rounds for COALESCE_FRAMES frames before it writes:
+# one socket write per few events instead of one per event. The producers still reach a
+# checkpoint after every event, so readers sharing the process keep their fair share.
+COALESCE_FRAMES = 16
+COALESCE_ROUNDS = 16
+COALESCE_SECONDS = 0.002
 EOF_DRAIN_SECONDS = 5.0
 # A websocket write that has not completed for this long means the peer stopped reading:
 # producers stop pacing themselves to it, its queue fills and it is dropped (§2.3). This
@@ -133,13 +141,17 @@ class Connection:
     close_reason: str = ""
     inflight: int = 0
     _cancel_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    _send: trio.MemorySendChannel[Outbound] = attrs.field(init=False)
-    _recv: trio.MemoryReceiveChannel[Outbound] = attrs.field(init=False)
+    # The outbound FIFO (§2.3): filled by send_nowait, drained only by the outbound
+    # task. A plain deque, not a memory channel: one append per delivery is the whole
+    # enqueue cost, and the outbound task takes everything queued at once.
+    _queue: collections.deque[Outbound] = attrs.Factory(collections.deque)
+    _capacity: float = attrs.field(init=False)
+    _pace_at: int = attrs.field(init=False)  # producers wait for a queue longer than this
+    _wakeup: trio.Event | None = None  # set when the outbound task waits for frames
     _drained: trio.Event = attrs.Factory(trio.Event)
     _idle: trio.Event = attrs.Factory(trio.Event)
     _closed: bool = False
     _enqueued: int = 0  # messages accepted into the outbound channel
-    _dequeued: int = 0  # messages the outbound task has taken
     _written: int = 0  # messages the transport has finished writing
     _write_started: float | None = None  # trio time the write in progress began
     _write_scope: trio.CancelScope | None = None  # shields the write in progress
@@ -147,8 +159,9 @@ class Connection:
     transport_broken: bool = False  # a write was cut off: no close handshake is possible
 
     def __attrs_post_init__(self) -> None:
-        capacity = math.inf if self.transport.applies_backpressure else self.outbound_limit
-        self._send, self._recv = trio.open_memory_channel[Outbound](capacity)
+        backpressure = self.transport.applies_backpressure
+        self._capacity = math.inf if backpressure else self.outbound_limit
+        self._pace_at = self.outbound_limit if backpressure else self.outbound_limit // 2
         self._idle.set()
 
     # --- outbound -----------------------------------------------------------------------
@@ -159,23 +172,25 @@ class Connection:
 
     @property
     def queued(self) -> int:
-        return self._enqueued - self._dequeued
+        return len(self._queue)
 
     def send_nowait(self, text: str | Outbound) -> bool:
         """Queue one encoded message. Never waits. On a websocket whose queue is full the
         connection is a slow consumer: it is closed (1008) and False is returned."""
         if self._closed:
             return False
-        try:
-            self._send.send_nowait(text if isinstance(text, Outbound) else Outbound(text))
-            self._enqueued += 1
-        except trio.WouldBlock:
+        queue = self._queue
+        if len(queue) >= self._capacity:
             logs.slow_consumer(self.id, self.client_name, self.queued)
             self.close(CLOSE_POLICY, "slow consumer")
             self.metrics.slow_consumer_dropped()
             return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
+        queue.append(text if isinstance(text, Outbound) else Outbound(text))
+        self._enqueued += 1
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set()
         return True
 
     @property
@@ -185,12 +200,11 @@ class Connection:
         return started is not None and trio.current_time() - started > STALL_SECONDS
 
     def needs_wait(self) -> bool:
-        """Whether `wait_writable` would wait now (checked without a coroutine per event)."""
-        if self._closed:
+        """Whether `wait_writable` would wait now (checked without a coroutine per event;
+        a producer asks after every event, so the common case is one comparison)."""
+        if len(self._queue) <= self._pace_at or self._closed:
             return False
-        if self.transport.applies_backpressure:
-            return self.queued > self.outbound_limit
-        return self.queued > self.outbound_limit // 2 and not self.stalled
+        return self._capacity == math.inf or not self.stalled
 
     async def wait_writable(self) -> None:
         """Where producers pace themselves after each event (§2.3).
@@ -201,7 +215,7 @@ class Connection:
         that keeps reading is never a slow consumer. A peer whose socket stopped draining
         is never waited for: its queue fills and it is dropped."""
         while self.needs_wait():
-            if self.transport.applies_backpressure:
+            if self._capacity == math.inf:
                 await self._drained.wait()
             else:  # re-check for a stall at least every STALL_SECONDS
                 with trio.move_on_after(STALL_SECONDS):
@@ -228,38 +242,54 @@ class Connection:
         self._cancel_scope.cancel()
 
     async def _outbound(self) -> None:
-        async with self._recv:
-            async for first in self._recv:
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
+        queue = self._queue
+        last_write = -math.inf  # trio time the last write ended
+        while True:
+            if not queue:
+                self._wakeup = wakeup = trio.Event()
+                await wakeup.wait()
+                continue
+            if (
+                len(queue) < COALESCE_FRAMES
+                and self._capacity != math.inf
+                and trio.current_time() - last_write < COALESCE_SECONDS
+            ):
+                # websocket: a stream is going on (the last write just ended): let its
+                # producer add a few events more, one per scheduler round, and write them
+                # all at once. (stdio writes at once: its writes are its backpressure.)
+                for _ in range(COALESCE_ROUNDS):
+                    await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
+                    if len(queue) >= COALESCE_FRAMES:
                         break
-                self._dequeued += len(batch)
-                self._write_started = trio.current_time()
-                # A write is never cut off by the connection ending (a partial frame would
-                # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
-                self._write_scope = trio.CancelScope(shield=True)
-                if self._closed:
-                    self._write_scope.deadline = trio.current_time() + CLOSE_GRACE_SECONDS
-                try:
-                    with self._write_scope:
-                        await self.transport.send_all(batch)
-                except TransportClosed:
-                    self.close(CLOSE_GOING_AWAY, "peer gone")
-                    return
-                finally:
-                    cut_off = self._write_scope.cancelled_caught
-                    self._write_scope = None
-                if cut_off:
-                    self.transport_broken = True
-                    return
-                self._write_started = None
-                self._written += len(batch)
-                self.metrics.delivered(len(batch))
-                self._drained.set()
-                self._drained = trio.Event()
+            if len(queue) <= MAX_BATCH:
+                batch = list(queue)
+                queue.clear()
+            else:
+                batch = [queue.popleft() for _ in range(MAX_BATCH)]
+            self._write_started = trio.current_time()
+            # A write is never cut off by the connection ending (a partial frame would
+            # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
+            self._write_scope = trio.CancelScope(shield=True)
+            if self._closed:
+                self._write_scope.deadline = trio.current_time() + CLOSE_GRACE_SECONDS
+            try:
+                with self._write_scope:
+                    await self.transport.send_all(batch)
+            except TransportClosed:
+                self.close(CLOSE_GOING_AWAY, "peer gone")
+                return
+            finally:
+                cut_off = self._write_scope.cancelled_caught
+                self._write_scope = None
+            if cut_off:
+                self.transport_broken = True
+                return
+            self._write_started = None
+            last_write = trio.current_time()
+            self._written += len(batch)
+            self.metrics.delivered(len(batch))
+            self._drained.set()
+            self._drained = trio.Event()
 
     async def _flush(self) -> None:
         """Wait until everything queued so far has been written by the transport."""
@@ -379,7 +409,7 @@ class Connection:
                     nursery.start_soon(self._keepalive, name=f"keepalive {self.id}")
         finally:
             self._closed = True
-            self._send.close()
+            self._queue.clear()
             self.handler.on_disconnect(self)
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await self.transport.aclose(

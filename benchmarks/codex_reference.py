@@ -321,6 +321,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     p.add_argument("--rounds", type=int, default=2, help="fan-out rounds per side (default 2)")
+    p.add_argument("--k", dest="only_k", help="comma-separated subscriber counts (1,10,50)")
     p.add_argument("--worker", nargs=3, metavar=("URL", "THREAD", "COUNT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -329,6 +330,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     else:
         args.k, args.deltas = [1, 10, 50], [20000, 20000, 20000]
         args.requests, args.connections, args.threads = 500, 200, 100
+    if args.only_k:
+        args.k = [int(k) for k in args.only_k.split(",")]
+        args.deltas = [500 if args.quick else 20000] * len(args.k)
     return args
 
 

@@ -7,6 +7,7 @@ an `Invalid` event carrying the error to answer with (PROTOCOL.md §1, §1.1).
 from __future__ import annotations
 
 import json
+import json.encoder
 from typing import Any
 
 import attrs
@@ -60,6 +61,7 @@ def _reject_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+_encode_string = json.encoder.encode_basestring  # the C version when available
 
 
 def is_request_id(value: object) -> bool:
@@ -177,6 +179,27 @@ def encode_request(request_id: RequestId, method: str, params: Any) -> str:
 
 def encode_notification(method: str, params: Any) -> str:
     return dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def string_json(value: str) -> str | None:
+    """One JSON string as `dumps` writes it inside a message; None when the value holds
+    a lone surrogate (then `dumps` writes the whole message in ASCII: use it)."""
+    text = _encode_string(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return text
+
+
+def notification_prefix(method: str, params: dict[str, Any], last: str) -> str:
+    """The text of `encode_notification(method, {**params, last: ...})` up to the value of
+    its last params member: `prefix + string_json(value) + "}}"` is the whole message,
+    the same text `encode_notification` gives, for a notification sent many times with
+    one field changing (a stream of deltas)."""
+    head = dumps({"jsonrpc": "2.0", "method": method, "params": {**params, last: None}})
+    return head[: -len("null}}")]
 
 
 def with_seq(text: str, seq: int) -> str:

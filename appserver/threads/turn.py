@@ -24,6 +24,7 @@ from appserver.agents.base import (
     TurnCancelled,
     TurnFailed,
 )
+from appserver.jsonrpc.codec import notification_prefix, string_json
 from appserver.store.errors import StoreUnavailable
 from appserver.threads import audit, history, objects
 from appserver.threads.ending import (
@@ -71,6 +72,7 @@ class TurnRunner(TalkBack):
         self._retry = retry or StoreRetry()
         self._settle = settle
         self._side: trio.Nursery | None = None
+        self._delta_prefixes: dict[tuple[str, str], str] = {}  # see _delta
         # Items of side work: a steer does not cut them off (they are not the agent's).
         self.side_items: set[str] = set()
 
@@ -164,10 +166,19 @@ class TurnRunner(TalkBack):
             parts = self._turn.parts[item_id] = []
         parts.append(delta)
         thread = self._thread
-        thread.publish(
-            method,
-            {"threadId": thread.id, "turnId": self._turn.id, "itemId": item_id, "delta": delta},
-        )
+        # The text up to the delta is the same for every delta of an item.
+        prefix = self._delta_prefixes.get((method, item_id))
+        if prefix is None:
+            ids = {"threadId": thread.id, "turnId": self._turn.id, "itemId": item_id}
+            prefix = self._delta_prefixes[method, item_id] = notification_prefix(
+                method, ids, "delta"
+            )
+        encoded = string_json(delta)
+        if encoded is not None:
+            thread.publish_text(method, f"{prefix}{encoded}}}}}")
+        else:  # a lone surrogate: the whole message is written in ASCII
+            ids = {"threadId": thread.id, "turnId": self._turn.id, "itemId": item_id}
+            thread.publish(method, {**ids, "delta": delta})
         await thread.after_publish()
 
     async def agent_message_delta(self, item_id: str, delta: str) -> None:

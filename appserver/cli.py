@@ -27,11 +27,14 @@ from appserver.cli_help import (
     IDLE_HELP,
     INFLIGHT_HELP,
     KEY_HELP,
+    LEASE_HELP,
     LEVEL_HELP,
     MODE_HELP,
     MODEL_HELP,
     MODEL_TIMEOUT_HELP,
+    NODE_HELP,
     ORIGIN_HELP,
+    PG_STORE_HELP,
     QUEUE_HELP,
     SECRET_HELP,
     SHUTDOWN_HELP,
@@ -43,6 +46,7 @@ from appserver.cli_help import (
 )
 from appserver.datadir import DataDirError, DataDirInUse, create_data_dir
 from appserver.server import ServerConfig, default_data_dir, open_server
+from appserver.server_config import DEFAULT_LEASE_SECONDS
 from appserver.store.base import StoreError
 from appserver.threads.event_log import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS  # event log (B)
 from appserver.threads.persist import STORE_RETRY_SECONDS
@@ -83,11 +87,13 @@ def _seconds(text: str) -> float:
 
 
 DATABASE_URL_ENV = "APPSERVER_DATABASE_URL"
-PG_STORE_HELP = (
-    "keep threads in PostgreSQL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
-    f"(default ${DATABASE_URL_ENV}; else SQLite in the data dir, which stays the home of "
-    "the lock file)"
-)
+
+
+def _lease_seconds(text: str) -> float:
+    value = _seconds(text)
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0.1 to 3600 seconds, got {text!r}")
+    return value
 
 
 def _store_url(args: argparse.Namespace) -> str | None:
@@ -153,7 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=STORE_RETRY_HELP,
     )
     add("--store", metavar="URL", help=PG_STORE_HELP)
-    add("--node-id", metavar="NAME", help="this node's name (default: the host name)")
+    add("--node-id", metavar="NAME", help=NODE_HELP)
+    add(
+        "--lease-seconds",
+        type=_lease_seconds,
+        default=DEFAULT_LEASE_SECONDS,
+        metavar="S",
+        help=LEASE_HELP,
+    )
     add(
         "--store-pool-size",
         type=_positive_int,
@@ -288,6 +301,7 @@ def config_from_args(argv: Sequence[str] | None) -> ServerConfig:
         store_url=_store_url(args),
         node_id=args.node_id,
         store_pool_max=args.store_pool_size,
+        lease_seconds=args.lease_seconds,
         event_log_events=args.event_log_events,
         event_log_bytes=args.event_log_bytes,
         log_level=args.log_level,

@@ -88,3 +88,17 @@ STORE_RETRY_HELP = (
     "turn/completed goes out only once the turn's end is stored. A request whose write "
     "fails is answered -32603 storeUnavailable."
 )
+
+PG_STORE_HELP = (
+    "keep threads in PostgreSQL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+    "(default $APPSERVER_DATABASE_URL; else SQLite in the data dir, which stays the home of "
+    "the lock file)"
+)
+NODE_HELP = (
+    "this node's name (default: the host name); with a postgresql:// store, runs this "
+    "server as a node of a cluster (docs/operations.md)"
+)
+LEASE_HELP = (
+    "cluster: how long a node's thread ownership lasts without a renewal; a dead node's "
+    "threads are taken over after it (default %(default)s)"
+)

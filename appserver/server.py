@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -21,19 +21,13 @@ from appserver.client_errors import single_errors  # H4
 from appserver.connection import CLOSE_GOING_AWAY, Connection
 from appserver.datadir import (
     DataDirLock,
-    create_data_dir,
-    create_private_file,
     default_data_dir,
-    lock_data_dir,
-    warn_if_shared,
 )
 from appserver.handlers import Handlers, Services
 from appserver.metrics import CONTENT_TYPE_LATEST, Metrics, TimedStore  # H2
 from appserver.server_config import DEFAULT_MAX_MESSAGE_BYTES, ServerConfig
+from appserver.server_store import STORE_FILE, open_store
 from appserver.store.base import ThreadStore
-from appserver.store.errors import StoreOpenError
-from appserver.store.memory import MemoryStore
-from appserver.store.sqlite import SqliteStore, open_sqlite_store
 from appserver.threads.event_log import EventLogLimits
 from appserver.threads.registry import Registry, open_registry
 from appserver.transports import unix, websocket
@@ -45,15 +39,16 @@ from appserver.web import load_assets  # web (D)
 
 if TYPE_CHECKING:
     from appserver.client import Client
+    from appserver.cluster.node import Node
 
 log = logging.getLogger("appserver.server")
 
-STORE_FILE = "appserver.sqlite3"
 CONNECTION_FLUSH_SECONDS = 2.0
 T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "STORE_FILE",
     "Server",
     "ServerConfig",
     "default_data_dir",
@@ -77,6 +72,8 @@ class Server:
     _fast: trio.Event = attrs.Factory(trio.Event)
     # The data dir's lock (None in memory); listeners record their URLs in it (datadir.py).
     data_dir_lock: DataDirLock | None = None
+    # The cluster node this server is (appserver/cluster/), None for a single server.
+    cluster: Node | None = None
     # H2: Prometheus metrics (metrics.py), served at /metrics on the websocket listener.
     metrics: Metrics = attrs.field(
         init=False, default=attrs.Factory(lambda self: Metrics(self.statistics), takes_self=True)
@@ -105,7 +102,13 @@ class Server:
 
     def broadcast(self, method: str, params: Any) -> None:
         """Send a notification to every initialized connection that has not opted out,
-        encoding it once."""
+        encoding it once (in a cluster: on every node)."""
+        if self.cluster is not None:
+            self.cluster.broadcast_remote(method, params)
+        self.broadcast_local(method, params)
+
+    def broadcast_local(self, method: str, params: Any) -> None:
+        """`broadcast`, to this server's connections only."""
         message: jsonrpc.Outbound | None = None
         for conn in list(self._connections):
             if conn.wants(method):
@@ -261,6 +264,7 @@ class Server:
             "inflight": sum(c.inflight for c in self._connections),
             "queued": sum(c.queued for c in self._connections),  # H2
             **self.registry.statistics(),
+            **(self.cluster.statistics() if self.cluster is not None else {}),
         }
 
 
@@ -311,8 +315,12 @@ async def open_server(config: ServerConfig | None = None) -> AsyncIterator[Serve
 async def _open_server(config: ServerConfig) -> AsyncIterator[Server]:
     ws_auth = config.load_ws_auth()
     backends = config.backends()
-    async with _open_store(config) as (store, lock), trio.open_nursery() as conn_nursery:
-        server = Server(config, store, conn_nursery, ws_auth, data_dir_lock=lock)
+    async with (
+        open_store(config) as (store, lock),
+        _open_cluster(config, store) as node,
+        trio.open_nursery() as conn_nursery,
+    ):
+        server = Server(config, store, conn_nursery, ws_auth, data_dir_lock=lock, cluster=node)
         store = cast(ThreadStore, TimedStore(store, server.metrics))  # H2: store latency
         async with open_registry(
             store,
@@ -335,6 +343,12 @@ async def _open_server(config: ServerConfig) -> AsyncIterator[Server]:
                     backends=backends,
                 )
             )
+            if node is not None:
+                from appserver.cluster import join_cluster
+                from appserver.cluster.routing import Routing
+
+                join_cluster(node, registry, server.handlers.handle_here, server.broadcast_local)
+                server.handlers.cluster = Routing(node)
             try:
                 yield server
             finally:
@@ -344,77 +358,13 @@ async def _open_server(config: ServerConfig) -> AsyncIterator[Server]:
 
 
 @asynccontextmanager
-async def _open_store(
-    config: ServerConfig,
-) -> AsyncIterator[tuple[ThreadStore, DataDirLock | None]]:
-    """The store, and the data dir's lock held around it (PROTOCOL.md §8.6): the
-    directory is created 0700, locked, and the database pre-created 0600 before SQLite
-    opens it."""
-    if config.store_url is not None:  # PostgreSQL: the data dir (if any) keeps its lock
-        async with _open_postgres(config) as opened:
-            yield opened
+async def _open_cluster(config: ServerConfig, store: ThreadStore) -> AsyncIterator[Node | None]:
+    """The cluster node (appserver/cluster/) when configured, else None (nothing runs)."""
+    if not config.cluster:
+        yield None
         return
-    if config.data_dir is None:
-        memory = MemoryStore()
-        try:
-            yield memory, None
-        finally:
-            await memory.aclose()
-        return
-    data_dir = config.data_dir
-    create_data_dir(data_dir)
-    lock = await trio.to_thread.run_sync(lock_data_dir, data_dir)
-    try:
-        warn_if_shared(data_dir)
-        path = data_dir / STORE_FILE
-        try:
-            create_private_file(path)
-        except OSError as exc:
-            raise StoreOpenError(f"cannot open the store at {path}: {exc}") from exc
-        async with open_sqlite_store(path) as sqlite:
-            _log_recovered(sqlite)
-            yield sqlite, lock
-    finally:
-        lock.release()
+    from appserver.cluster import open_node
 
-
-@asynccontextmanager
-async def _open_postgres(
-    config: ServerConfig,
-) -> AsyncIterator[tuple[ThreadStore, DataDirLock | None]]:
-    """The PostgreSQL store (docs/operations.md "PostgreSQL"); a data dir, when set, is
-    still created and locked (one server per data dir: the URLs appserver-client reads,
-    the default unix socket), but holds no database."""
-    assert config.store_url is not None
-    try:
-        from appserver.store.postgres import open_postgres_store  # the `postgresql` extra
-    except ImportError as exc:
-        raise StoreOpenError(f"postgresql:// store: psycopg is not installed ({exc})") from exc
-    lock = None
-    if config.data_dir is not None:
-        create_data_dir(config.data_dir)
-        lock = await trio.to_thread.run_sync(lock_data_dir, config.data_dir)
-    try:
-        async with open_postgres_store(
-            config.store_url, node_id=config.node_id, pool_max=config.store_pool_max
-        ) as postgres:
-            _log_recovered(postgres)
-            yield postgres, lock
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-class _Recovered(Protocol):
-    interrupted_at_open: int
-
-
-def _log_recovered(store: SqliteStore | _Recovered) -> None:
-    count = store.interrupted_at_open
-    if count:
-        log.info(
-            "crash recovery: %d turn%s left running by a previous server marked interrupted",
-            count,
-            "" if count == 1 else "s",
-            extra={"event": "crash_recovery", "interrupted_turns": count},
-        )
+    assert config.node_id is not None
+    async with open_node(store, config.node_id, config.lease_seconds) as node:
+        yield node

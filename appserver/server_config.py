@@ -18,8 +18,9 @@ from appserver.threads.persist import STORE_RETRY_SECONDS
 from appserver.transports.ws_auth import WsAuthPolicy, WsAuthSettings
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_LEASE_SECONDS = 5.0
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ServerConfig"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_MESSAGE_BYTES", "ServerConfig"]
 
 
 @attrs.define(kw_only=True)
@@ -50,6 +51,10 @@ class ServerConfig:
     store_url: str | None = None
     node_id: str | None = None
     store_pool_max: int = 8
+    # Cluster (appserver/cluster/): on with a PostgreSQL store and a node_id. A thread's
+    # owner renews its lease every lease_seconds / 3; a lease not renewed for
+    # lease_seconds is taken over by another node.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     # §13: each thread's numbered event log keeps its most recent events, at most this
     # many and this many bytes (threads/event_log.py).
     event_log_events: int = DEFAULT_EVENT_LOG_EVENTS
@@ -77,6 +82,11 @@ class ServerConfig:
     # The builtin agent reports character-counted token usage (off: a plain turn's events
     # are exactly PROTOCOL.md §6's).
     builtin_token_usage: bool = False
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this server runs as a node of a cluster: a PostgreSQL store and a node id."""
+        return self.store_url is not None and self.node_id is not None
 
     def read_api_key(self) -> str | None:
         """The model endpoint's API key: the key file's trimmed content, else

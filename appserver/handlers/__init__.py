@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import platform
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import attrs
 
@@ -57,10 +58,30 @@ def _validate_client_name(name: str) -> None:
         raise InvalidParams.field("clientInfo.name", "must be 1 to 128 printable characters")
 
 
+class ClusterRouting(Protocol):
+    """A cluster node's routing (appserver/cluster/routing.py): methods in `routed`, for
+    a thread another node runs, go there; answers and disconnects of followers."""
+
+    routed: frozenset[str]
+
+    async def route(
+        self,
+        ctx: RequestContext,
+        method: str,
+        params: Any,
+        local: Callable[[], Awaitable[Any]],
+    ) -> Any: ...
+
+    def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> bool: ...
+
+    def on_disconnect(self, conn: Connection) -> None: ...
+
+
 @attrs.define(eq=False)
 class Handlers:
     services: Services
     methods: dict[str, Handler] = attrs.field(init=False)
+    cluster: ClusterRouting | None = None  # None: a single server
 
     def __attrs_post_init__(self) -> None:
         self.methods = {}
@@ -84,13 +105,29 @@ class Handlers:
         handler = self.methods.get(method)
         if handler is None:
             raise errors.MethodNotFound(f"Method not found: {method}")
+        cluster = self.cluster
+        if cluster is not None and method in cluster.routed:
+            return await cluster.route(
+                ctx, method, params, lambda: handler(self.services, ctx, params)
+            )
+        return await handler(self.services, ctx, params)
+
+    async def handle_here(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        """A request forwarded by another node: run here, never routed again."""
+        handler = self.methods.get(method)
+        if handler is None:
+            raise errors.MethodNotFound(f"Method not found: {method}")
         return await handler(self.services, ctx, params)
 
     def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
+        if self.cluster is not None and self.cluster.on_client_response(conn, message):
+            return
         self.services.registry.on_client_response(conn, message)
 
     def on_disconnect(self, conn: Connection) -> None:
         self.services.registry.on_disconnect(conn)
+        if self.cluster is not None:
+            self.cluster.on_disconnect(conn)
 
 
-__all__ = ["Handler", "Handlers", "Services"]
+__all__ = ["ClusterRouting", "Handler", "Handlers", "Services"]

@@ -20,6 +20,13 @@ def next_server_request_id() -> int:
     return next(_server_request_ids)
 
 
+def seed_server_request_ids(start: int) -> None:
+    """A cluster node numbers its server requests from a start unique to the node, so an
+    id names one owner's request across the cluster (appserver/cluster/node.py)."""
+    global _server_request_ids
+    _server_request_ids = itertools.count(start)
+
+
 @attrs.define(eq=False)
 class PendingRequest(Generic[T]):
     id: RequestId

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -73,6 +74,10 @@ class EventLog:
     _scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     _closed: bool = False
     _retry_at: float = 0.0  # after a failed reservation, producers retry from then on
+    # A cluster node (appserver/cluster/): write as soon as events are buffered (what
+    # comes during a write goes in the next), and tell followers what is stored.
+    eager: bool = False
+    on_flushed: Callable[[str, int], None] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -147,7 +152,8 @@ class EventLog:
         with self._scope:
             while True:
                 await self._wake.wait()
-                await trio.sleep(FLUSH_SECONDS)  # batch what comes meanwhile
+                if not self.eager:
+                    await trio.sleep(FLUSH_SECONDS)  # batch what comes meanwhile
                 self._wake = trio.Event()
                 try:
                     await self.reserve()
@@ -166,6 +172,7 @@ class EventLog:
             return
         self._flushing = list(self._buffer)
         self._buffer.clear()
+        written = self._flushing[-1].seq
         try:
             await self.store.append_events(
                 self.thread_id,
@@ -180,6 +187,8 @@ class EventLog:
             raise
         finally:
             self._flushing = []
+        if self.on_flushed is not None:
+            self.on_flushed(self.thread_id, written)
 
     async def aclose(self) -> None:
         """The thread is closing: stop the flusher, write the rest, release the block."""
@@ -195,6 +204,11 @@ class EventLog:
                 )
             except StoreError as exc:  # the next load treats it as a crash: safe
                 log.warning("thread %s: event log not closed cleanly: %s", self.thread_id, exc)
+
+    def abandon(self) -> None:
+        """Another node owns the thread now (cluster): stop, write nothing more."""
+        self._scope.cancel()
+        self._closed = True
 
     # --- replay (threads/replay.py holds `lock`) ---------------------------------------
 

@@ -115,6 +115,8 @@ async def fork(
     """Store the fork (`record` holding `turns`), load it with its status, subscribe `sub`."""
     store: ThreadStore = MemoryStore() if ephemeral else registry.store
     copies = [attrs.evolve(turn, thread_id=record.id) for turn in turns]
+    if not ephemeral:
+        await registry.ownership.acquire(record.id, new=True)  # a cluster's lease
     await store.import_thread(record, copies)
     thread = LoadedThread(record, store, registry.broadcast, ephemeral=ephemeral)
     thread.last_failed = bool(turns) and turns[-1].status == "failed"

@@ -179,8 +179,11 @@ class LoadedThread:
     def publish(self, method: str, params: Any) -> None:
         """Send a notification to this thread's subscribers: numbered and logged (§13),
         encoded once per variant (with and without "seq"), each only if needed."""
+        self.publish_text(method, jsonrpc.encode_notification(method, params))
+
+    def publish_text(self, method: str, text: str) -> None:
+        """`publish` of an already encoded notification (`encode_notification`'s layout)."""
         seq = self.events.number()
-        text = jsonrpc.encode_notification(method, params)
         seq_text = with_seq(text, seq)
         self.events.keep(LoggedEvent(seq=seq, text=seq_text))
         plain: jsonrpc.Outbound | None = None
@@ -209,14 +212,21 @@ class LoadedThread:
         sub.send_nowait(pending.seq_text if wants_seq(sub) and pending.seq_text else pending.text)
 
     async def after_publish(self) -> None:
-        """What a producer does after every event: keep the seq reservation ahead (§13),
-        wait for subscribers that apply backpressure (stdio), then reach a checkpoint so
-        outbound tasks keep pace."""
+        """What a producer does after every event (§2.3): keep the seq reservation ahead
+        (§13), wait for subscribers that need it (stdio backpressure, a draining
+        websocket over half full), then reach a checkpoint. The checkpoint stays after
+        every event: a reader sharing this process (the Python API, tests) then gets its
+        turn as often as the producer, so its socket never fills while it keeps reading.
+        The outbound tasks coalesce the events of a stream into fewer socket writes
+        themselves (connection.py)."""
         if self.events.needs_reserve:
             await self.events.reserve()
-        for sub in list(self.subscribers.values()):
-            if sub.needs_wait():
-                await sub.wait_writable()
+        for sub in self.subscribers.values():
+            if sub.needs_wait():  # rare: copy, since the subscribers may change meanwhile
+                for waited in list(self.subscribers.values()):
+                    if waited.needs_wait():
+                        await waited.wait_writable()
+                break
         await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
 
     def subscribe(self, sub: Subscriber) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import attrs
@@ -21,21 +20,23 @@ from appserver.protocol import errors
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.store.memory import MemoryStore
 from appserver.threads import audit, objects
+from appserver.threads.closing import CLOSE_TIMEOUT, Closing
 from appserver.threads.event_log import EventLogLimits
 from appserver.threads.loaded import ActiveTurn, Broadcast, LoadedThread
+from appserver.threads.ownership import LeaseLost, Ownership, SingleNode
 from appserver.threads.persist import STORE_RETRY_SECONDS, StoreRetry
 from appserver.threads.requests import ServerRequests
 from appserver.threads.starting import StartedTurn, begin_special_turn, begin_turn
 from appserver.threads.subscriber import Subscriber
 from appserver.threads.turn import run_turn, stored_turn
 
-log = logging.getLogger("appserver.registry")
+__all__ = ["CLOSE_TIMEOUT", "Registry", "open_registry"]
 
-CLOSE_TIMEOUT = 60.0
+log = logging.getLogger("appserver.registry")
 
 
 @attrs.define(eq=False)
-class Registry:
+class Registry(Closing):
     store: ThreadStore
     broadcast: Broadcast
     nursery: trio.Nursery
@@ -45,6 +46,10 @@ class Registry:
     store_retry: StoreRetry = attrs.Factory(StoreRetry)
     close_timeout: float = CLOSE_TIMEOUT
     event_limits: EventLogLimits = attrs.Factory(EventLogLimits)
+    # Which node runs a thread (threads/ownership.py): here, unless a cluster runs; a
+    # cluster node also flushes event logs eagerly and tells its followers.
+    ownership: Ownership = attrs.Factory(SingleNode)
+    events_flushed: Callable[[str, int], None] | None = None
     _loaded: dict[str, LoadedThread] = attrs.Factory(dict)
     _loading: dict[str, trio.Event] = attrs.Factory(dict)
     _archiving: set[str] = attrs.Factory(set)
@@ -86,13 +91,6 @@ class Registry:
             self.nursery.start_soon(self._finish_close, thread, False, "unsubscribe")
         return "unsubscribed"
 
-    def _forget_subscription(self, sub_id: int, thread_id: str) -> None:
-        ids = self._subscriptions.get(sub_id)
-        if ids is not None:
-            ids.discard(thread_id)
-            if not ids:
-                del self._subscriptions[sub_id]
-
     def on_disconnect(self, sub: Subscriber) -> None:
         """§8.2: remove the subscriber everywhere; threads and turns go on."""
         for thread_id in self._subscriptions.pop(sub.id, set()):
@@ -109,6 +107,8 @@ class Registry:
     ) -> LoadedThread:
         """thread/start: store (unless ephemeral), load with status idle, subscribe."""
         store: ThreadStore = MemoryStore() if ephemeral else self.store
+        if not ephemeral:
+            await self.ownership.acquire(record.id, new=True)
         await store.create_thread(record)
         thread = LoadedThread(record, store, self.broadcast, ephemeral=ephemeral)
         await thread.events.reserve()
@@ -128,6 +128,9 @@ class Registry:
     def _start_events(self, thread: LoadedThread) -> None:
         """Give a new instance the log bounds and its flusher task (threads/event_log.py)."""
         thread.events.limits = self.event_limits
+        if self.events_flushed is not None and not thread.ephemeral:
+            thread.events.eager = True
+            thread.events.on_flushed = self.events_flushed
         self.nursery.start_soon(thread.events.run)
 
     def join(self, thread: LoadedThread, sub: Subscriber) -> None:
@@ -158,6 +161,7 @@ class Registry:
             await loading.wait()
         done = self._loading[thread_id] = trio.Event()
         try:
+            await self.ownership.acquire(thread_id)  # OwnedElsewhere: runs on another node
             # The record and the turns' statuses only: no item is read (issue 14).
             state = await self.store.load_state(thread_id)
             if state is None:
@@ -240,19 +244,25 @@ class Registry:
 
     async def _turn_task(self, thread: LoadedThread, started: StartedTurn) -> None:
         try:
-            await run_turn(
-                thread,
-                started.turn,
-                started.agent,
-                started.user_item,
-                self._requests,
-                self._requests.settle_turn,
-                self.store_retry,
-                input_failure=started.input_failure,
-                summary_view=started.summary_view,
-            )
+            await self._run_turn(thread, started)
+        except LeaseLost as exc:  # final (cluster): abandoned here, never reported done
+            log.warning("thread %s: turn %s abandoned: %s", thread.id, started.turn.id, exc)
+            self.ownership.lost(thread)
         finally:
             self._update_idle(thread)
+
+    async def _run_turn(self, thread: LoadedThread, started: StartedTurn) -> None:
+        await run_turn(
+            thread,
+            started.turn,
+            started.agent,
+            started.user_item,
+            self._requests,
+            self._requests.settle_turn,
+            self.store_retry,
+            input_failure=started.input_failure,
+            summary_view=started.summary_view,
+        )
 
     async def interrupt(self, thread: LoadedThread, turn_id: str) -> None:
         turn = thread.turn
@@ -272,114 +282,6 @@ class Registry:
 
     def on_client_response(self, sub: Subscriber, message: Response | ErrorResponse) -> None:
         self._requests.on_client_response(sub, message)
-
-    # --- closing (§8.3, §8.4) -----------------------------------------------------------
-
-    def _update_idle(self, thread: LoadedThread) -> None:
-        wanted = (
-            self.idle_unload_seconds > 0
-            and thread.unloadable
-            and not thread.closing
-            and not self._stopping
-            and self._loaded.get(thread.id) is thread
-        )
-        if wanted and thread.idle_scope is None:
-            scope = thread.idle_scope = trio.CancelScope()
-            self.nursery.start_soon(self._idle_timer, thread, scope)
-        elif not wanted and thread.idle_scope is not None:
-            thread.idle_scope.cancel()
-            thread.idle_scope = None
-
-    async def _idle_timer(self, thread: LoadedThread, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep(self.idle_unload_seconds)
-        if scope.cancelled_caught or thread.idle_scope is not scope:
-            return
-        thread.idle_scope = None
-        if thread.unloadable and self._loaded.get(thread.id) is thread:
-            await self.close(thread, why="idle")
-
-    async def close(
-        self, thread: LoadedThread, *, archive: bool = False, why: str | None = None
-    ) -> None:
-        """Close a loaded thread once, however many causes race (§8.4). A thread loaded
-        again later is a new instance this teardown never touches (generations). `why`
-        is for the log (default: archive, or closed)."""
-        if self._begin_close(thread):
-            await self._finish_close(thread, archive, why or ("archive" if archive else "closed"))
-        else:
-            await thread.closed.wait()
-
-    def _begin_close(self, thread: LoadedThread) -> bool:
-        """Mark the thread closing; False if it already was (closing is single-flight)."""
-        if thread.closing:
-            return False
-        thread.closing = True
-        if thread.idle_scope is not None:
-            thread.idle_scope.cancel()
-            thread.idle_scope = None
-        return True
-
-    async def _finish_close(self, thread: LoadedThread, archive: bool, why: str) -> None:
-        turn = thread.turn
-        if turn is not None:
-            with trio.CancelScope(shield=True):
-                turn.cancel_scope.cancel()
-                # A store that fails past the retry policy gives up by itself (persist.py);
-                # past close_timeout, storing the end of the turn is abandoned.
-                for _ in range(2):
-                    with trio.move_on_after(self.close_timeout):
-                        await turn.done.wait()
-                    if turn.done.is_set():
-                        break
-                    log.warning("thread %s: turn %s is slow to stop", thread.id, turn.id)
-                    turn.finish_scope.cancel()
-        for pending in list(thread.pending.values()):
-            self._requests.settle(thread, pending)
-        await thread.events.aclose()  # shielded
-        if self._loaded.get(thread.id) is thread:
-            del self._loaded[thread.id]
-        for sub_id in list(thread.subscribers):
-            self._forget_subscription(sub_id, thread.id)
-        thread.subscribers.clear()
-        thread.status_sent = dict(objects.NOT_LOADED)
-        self.broadcast(
-            "thread/status/changed", {"threadId": thread.id, "status": objects.NOT_LOADED}
-        )
-        if not archive:
-            self.broadcast("thread/closed", {"threadId": thread.id})
-        audit.thread_closed(thread, why)
-        thread.closed.set()
-
-    @asynccontextmanager
-    async def archiving(self, thread_id: str) -> AsyncIterator[None]:
-        """While archiving, resumes of the thread get threadClosing."""
-        if thread_id in self._archiving:
-            raise errors.thread_closing(thread_id)
-        self._archiving.add(thread_id)
-        try:
-            yield
-        finally:
-            self._archiving.discard(thread_id)
-
-    async def shutdown(self, *, grace: float) -> None:
-        """§8.8: let running turns finish for up to `grace` seconds, then close
-        everything (running turns end interrupted)."""
-        self._stopping = True
-        for thread in self._loaded.values():
-            self._update_idle(thread)
-        with trio.move_on_after(grace):
-            while running := [t.turn for t in self._loaded.values() if t.turn is not None]:
-                await running[0].done.wait()
-        async with trio.open_nursery() as nursery:
-            for thread in list(self._loaded.values()):
-                nursery.start_soon(partial(self.close, thread, why="shutdown"))
-
-    def abandon_turns(self) -> None:
-        """At exit: stop every turn still trying to store its end (it stays untold)."""
-        for thread in self._loaded.values():
-            if thread.turn is not None:
-                thread.turn.finish_scope.cancel()
 
     def statistics(self) -> dict[str, int]:
         return {

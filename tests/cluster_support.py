@@ -23,7 +23,7 @@ import trio
 
 from appserver.client import Client, connect_websocket
 
-from support import SchemaChecker, ServerProcess, run_ws_server
+from support import SUBSCRIBER_METHODS, SchemaChecker, ServerProcess, run_ws_server
 
 Message = dict[str, Any]
 
@@ -328,21 +328,6 @@ async def read_thread(peer: NodeClient, thread_id: str) -> Message:
 
 
 # --- what clients received -------------------------------------------------------------------
-
-SUBSCRIBER_METHODS = frozenset(
-    {
-        "turn/started",
-        "turn/completed",
-        "item/started",
-        "item/completed",
-        "item/agentMessage/delta",
-        "item/reasoning/summaryTextDelta",
-        "item/commandExecution/outputDelta",
-        "item/fileChange/outputDelta",
-        "serverRequest/resolved",
-        "error",
-    }
-)
 
 
 def thread_stream(messages: Sequence[Message], thread_id: str) -> list[Message]:

@@ -9,20 +9,9 @@ import trio
 
 from appserver.client import Client, RpcError, ServerRequest
 
-Message = dict[str, Any]
+from support import SUBSCRIBER_METHODS
 
-SUBSCRIBER_METHODS = {
-    "turn/started",
-    "turn/completed",
-    "item/started",
-    "item/completed",
-    "item/agentMessage/delta",
-    "item/reasoning/summaryTextDelta",
-    "item/commandExecution/outputDelta",
-    "item/fileChange/outputDelta",
-    "serverRequest/resolved",
-    "error",
-}
+Message = dict[str, Any]
 
 
 async def init_seq(client: Client, *, seq: bool = True, name: str = "seq-test") -> None:

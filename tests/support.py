@@ -26,6 +26,22 @@ SCHEMA_DIR = Path(
     os.environ.get("APPSERVER_CODEX_SCHEMA", REPO.parent / "shared" / "codex-schema-0.171")
 )
 
+# What only a thread's subscribers may receive (PROTOCOL.md §6 "to: subscribers").
+SUBSCRIBER_METHODS = frozenset(
+    {
+        "turn/started",
+        "turn/completed",
+        "item/started",
+        "item/completed",
+        "item/agentMessage/delta",
+        "item/reasoning/summaryTextDelta",
+        "item/commandExecution/outputDelta",
+        "item/fileChange/outputDelta",
+        "serverRequest/resolved",
+        "error",
+    }
+)
+
 # Result schemas whose file is not `v2/<wire name>Response.json` (see protocol.results).
 RESPONSE_SCHEMAS = {
     "initialize": "v1/InitializeResponse.json",

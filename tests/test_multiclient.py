@@ -31,7 +31,7 @@ from multiclient_support import (
 
 from appserver.server import ServerConfig
 
-from support import SchemaChecker
+from support import SUBSCRIBER_METHODS, SchemaChecker
 
 TIMEOUT = 20
 
@@ -40,21 +40,6 @@ TIMEOUT = 20
 def server_config() -> ServerConfig:
     # A failing test may leave a turn waiting; do not let teardown wait 30 s for it.
     return ServerConfig(data_dir=None, shutdown_timeout=0.5)
-
-
-# What only subscribers may receive (§6 "to: subscribers").
-SUBSCRIBER_METHODS = {
-    "turn/started",
-    "turn/completed",
-    "item/started",
-    "item/completed",
-    "item/agentMessage/delta",
-    "item/reasoning/summaryTextDelta",
-    "item/commandExecution/outputDelta",
-    "item/fileChange/outputDelta",
-    "serverRequest/resolved",
-    "error",
-}
 
 
 def subscriber_traffic(peer: Peer, thread_id: str) -> list[Message]:

@@ -11,7 +11,7 @@ import collections
 import itertools
 import logging
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -28,11 +28,10 @@ from appserver.jsonrpc import (
 from appserver.metrics import NO_METRICS, Metrics
 from appserver.protocol import errors
 from appserver.protocol.converter import structure_params, unstructure
-from appserver.protocol.errors import InternalError, JsonRpcError
 from appserver.protocol.experimental import check_experimental
 from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
 from appserver.protocol.types import InitializeParams
-from appserver.store.errors import StoreUnavailable
+from appserver.requests import RequestContext, RequestHandler, error_from_exception
 from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
 
 log = logging.getLogger("appserver.connection")
@@ -63,68 +62,6 @@ CLOSE_POLICY = 1008
 
 
 @attrs.define(eq=False)
-class RequestContext:
-    """One request being handled. A handler may `respond()` itself, to queue its response
-    in the same synchronous step as other effects (e.g. a subscription, PROTOCOL.md
-    §5.2) or before effects that must follow it (e.g. a broadcast)."""
-
-    connection: Connection
-    request_id: jsonrpc.RequestId
-    responded: bool = False
-
-    def respond(self, result: Any) -> None:
-        if self.responded:
-            raise RuntimeError(f"request {self.request_id!r} answered twice")
-        self.responded = True
-        self.connection.send_nowait(jsonrpc.encode_response(self.request_id, unstructure(result)))
-
-
-class RequestHandler(Protocol):
-    def initialize(self, conn: Connection, params: InitializeParams) -> Any:
-        """Synchronous: validate and answer initialize (the connection marks itself
-        initialized in the same step, so no notification can precede the response)."""
-        ...
-
-    async def handle(self, ctx: RequestContext, method: str, params: Any) -> Any:
-        """Run one initialized request with typed params; return the result (ignored
-        when the handler answered with `ctx.respond`)."""
-        ...
-
-    def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
-        """An answer to a server→client request."""
-        ...
-
-    def on_disconnect(self, conn: Connection) -> None:
-        """Synchronous cleanup when the connection ends (subscriptions, answer slots)."""
-        ...
-
-
-def error_from_exception(exc: BaseException, context: str) -> JsonRpcError:
-    """The one exception-to-wire boundary (ARCHITECTURE.md invariant 5). Cancellation and
-    process-level exceptions propagate; typed errors pass through; a store that could not
-    do its part is -32603 `storeUnavailable` with its reason (§8.6); anything else is a
-    bug: logged with its traceback and answered -32603."""
-    if isinstance(exc, BaseExceptionGroup):
-        cancelled, rest = exc.split((trio.Cancelled, KeyboardInterrupt, SystemExit))
-        if cancelled is not None:
-            raise exc
-        assert rest is not None
-        typed, _ = rest.split((JsonRpcError, StoreUnavailable))
-        if typed is not None and len(typed.exceptions) == len(rest.exceptions) == 1:
-            first = typed.exceptions[0]
-            return error_from_exception(first, context)
-    elif isinstance(exc, (trio.Cancelled, KeyboardInterrupt, SystemExit)):
-        raise exc
-    elif isinstance(exc, JsonRpcError):
-        return exc
-    elif isinstance(exc, StoreUnavailable):  # §8.6: not a bug; the store's reason is told
-        log.warning("%s: the store failed: %s", context, exc.reason)
-        return errors.store_unavailable(exc.reason)
-    log.error("internal error in %s", context, exc_info=exc)
-    return InternalError("Internal error", kind="internal")
-
-
-@attrs.define(eq=False)
 class Connection:
     transport: Transport
     handler: RequestHandler
@@ -148,6 +85,7 @@ class Connection:
     _capacity: float = attrs.field(init=False)
     _pace_at: int = attrs.field(init=False)  # producers wait for a queue longer than this
     _wakeup: trio.Event | None = None  # set when the outbound task waits for frames
+    _urgent: bool = False  # a reply is queued: write without waiting to coalesce
     _drained: trio.Event = attrs.Factory(trio.Event)
     _idle: trio.Event = attrs.Factory(trio.Event)
     _closed: bool = False
@@ -192,6 +130,12 @@ class Connection:
             self._wakeup = None
             wakeup.set()
         return True
+
+    def reply(self, text: str) -> bool:
+        """Queue a response or an error response: written at once, never held back to
+        coalesce a stream with it (a request's round trip is not a stream)."""
+        self._urgent = True
+        return self.send_nowait(text)
 
     @property
     def stalled(self) -> bool:
@@ -251,6 +195,7 @@ class Connection:
                 continue
             if (
                 len(queue) < COALESCE_FRAMES
+                and not self._urgent
                 and self._capacity != math.inf
                 and trio.current_time() - last_write < COALESCE_SECONDS
             ):
@@ -259,13 +204,14 @@ class Connection:
                 # all at once. (stdio writes at once: its writes are its backpressure.)
                 for _ in range(COALESCE_ROUNDS):
                     await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
-                    if len(queue) >= COALESCE_FRAMES:
+                    if len(queue) >= COALESCE_FRAMES or self._urgent:
                         break
             if len(queue) <= MAX_BATCH:
                 batch = list(queue)
                 queue.clear()
             else:
                 batch = [queue.popleft() for _ in range(MAX_BATCH)]
+            self._urgent = self._urgent and bool(queue)
             self._write_started = trio.current_time()
             # A write is never cut off by the connection ending (a partial frame would
             # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
@@ -304,7 +250,7 @@ class Connection:
             try:
                 text = await self.transport.receive()
             except FrameTooLarge as exc:
-                self.send_nowait(
+                self.reply(
                     jsonrpc.encode_error(None, errors.message_too_large(exc.size, exc.limit))
                 )
                 continue
@@ -333,7 +279,7 @@ class Connection:
                 self.handler.on_client_response(self, event)
         else:
             assert isinstance(event, Invalid)
-            self.send_nowait(jsonrpc.encode_error(event.id, event.error))
+            self.reply(jsonrpc.encode_error(event.id, event.error))
 
     def _on_request(self, req: Request, nursery: trio.Nursery) -> None:
         spec = METHODS[req.method]
@@ -341,10 +287,10 @@ class Connection:
             self._initialize(req)
             return
         if spec.needs_init and not self.initialized:
-            self.send_nowait(jsonrpc.encode_error(req.id, errors.not_initialized()))
+            self.reply(jsonrpc.encode_error(req.id, errors.not_initialized()))
             return
         if self.inflight >= self.max_inflight:
-            self.send_nowait(jsonrpc.encode_error(req.id, errors.overloaded()))
+            self.reply(jsonrpc.encode_error(req.id, errors.overloaded()))
             return
         self.inflight += 1
         self._idle = trio.Event() if self.inflight == 1 else self._idle
@@ -357,7 +303,7 @@ class Connection:
             params = structure_params(req.params, InitializeParams)
             result = self.handler.initialize(self, params)
         except BaseException as exc:
-            self.send_nowait(jsonrpc.encode_error(req.id, error_from_exception(exc, "initialize")))
+            self.reply(jsonrpc.encode_error(req.id, error_from_exception(exc, "initialize")))
             return
         caps = params.capabilities
         self.opt_out = frozenset(caps.opt_out_notification_methods if caps else ())
@@ -365,7 +311,7 @@ class Connection:
         self.event_seq = bool(caps and caps.appserver_event_seq)
         self.client_name = params.client_info.name
         # Marked initialized and answered in one step: no notification can come first.
-        self.send_nowait(jsonrpc.encode_response(req.id, unstructure(result)))
+        self.reply(jsonrpc.encode_response(req.id, unstructure(result)))
         self.initialized = True
         logs.connection_initialized(self.id, params.client_info.name, params.client_info.version)
 
@@ -388,7 +334,7 @@ class Connection:
                 text = jsonrpc.encode_error(req.id, error)
             if self.needs_wait():
                 await self.wait_writable()
-            self.send_nowait(text)
+            self.reply(text)
         finally:
             self.metrics.request_done(req.method, trio.current_time() - started)
             self.inflight -= 1

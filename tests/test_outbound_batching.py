@@ -125,3 +125,33 @@ async def test_a_lone_message_after_a_quiet_while_is_written_at_once() -> None:
             assert await read(client, 1) == [1]
             assert trio.current_time() - started < 0.05
             assert metrics.writes == [1, 1]
+
+
+async def test_a_reply_is_not_held_back_to_coalesce_a_stream() -> None:
+    """A response queued while a stream is being coalesced leaves with the next write:
+    the frames after it in that write are only those the producer added meanwhile (a
+    round or two), never the COALESCE_FRAMES a stream waits for."""
+    count, every = 2000, 100
+    replies = set(range(every // 2, count, every))
+    with trio.fail_after(TIMEOUT):
+        async with connected() as (conn, metrics, client):
+            async with trio.open_nursery() as nursery:
+
+                async def produce() -> None:
+                    for n in range(count):
+                        if n in replies:
+                            conn.reply(frame(n))
+                        else:
+                            conn.send_nowait(frame(n))
+                        await trio.sleep(0)  # noqa: ASYNC115 - as a producer, every event
+
+                nursery.start_soon(produce)
+                assert await read(client, count) == list(range(count))
+    ends, total = [], 0
+    for size in metrics.writes:
+        total += size
+        ends.append(total)  # one past the last frame of each write
+    late = [n for n in sorted(replies) if not any(n < end <= n + 4 for end in ends)]
+    assert not late, f"replies held back to coalesce: {late}; writes {metrics.writes}"
+    # The stream itself was still coalesced.
+    assert len(metrics.writes) <= count // (COALESCE_FRAMES // 4)

@@ -29,8 +29,8 @@ from appserver.cluster.bus import RELAY_IDS, Bus
 from appserver.cluster.calls import Calls, Relay
 from appserver.cluster.db import Conn, ControlDb
 from appserver.cluster.follow import Follower
-from appserver.connection import RequestContext
 from appserver.protocol.errors import JsonRpcError
+from appserver.requests import RequestContext
 from appserver.store.base import StoreError
 from appserver.store.errors import StoreUnavailable
 from appserver.threads.loaded import Broadcast, LoadedThread

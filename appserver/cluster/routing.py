@@ -21,12 +21,13 @@ from typing import Any
 from appserver.cluster import leases
 from appserver.cluster.calls import CallTimeout, RemoteError
 from appserver.cluster.node import Node
-from appserver.connection import Connection, RequestContext
+from appserver.connection import Connection
 from appserver.handlers.common import thread_id_of
 from appserver.handlers.threads import _after_seq
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InternalError
+from appserver.requests import RequestContext
 from appserver.store.errors import StoreUnavailable
 from appserver.threads.ownership import LeaseLost, OwnedElsewhere
 

@@ -18,11 +18,12 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from appserver.cluster.calls import Relay
-from appserver.connection import Connection, RequestContext, error_from_exception
+from appserver.connection import Connection
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol.converter import structure_params, unstructure
 from appserver.protocol.errors import InvalidRequest
 from appserver.protocol.methods import METHODS
+from appserver.requests import RequestContext, error_from_exception
 from appserver.threads.event_log import is_server_request
 from appserver.threads.ownership import OwnedElsewhere
 

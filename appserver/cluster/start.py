@@ -13,7 +13,7 @@ from appserver.cluster.calls import Calls
 from appserver.cluster.db import ControlDb
 from appserver.cluster.listen import BROADCAST, EVENTS, Listener, node_channel
 from appserver.cluster.node import Node
-from appserver.connection import RequestContext
+from appserver.requests import RequestContext
 from appserver.threads.loaded import Broadcast
 from appserver.threads.registry import Registry
 

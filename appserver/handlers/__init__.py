@@ -12,11 +12,12 @@ from typing import Any, Protocol
 import attrs
 
 from appserver._version import __version__
-from appserver.connection import Connection, RequestContext
+from appserver.connection import Connection
 from appserver.jsonrpc import ErrorResponse, Response
 from appserver.protocol import errors, results
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
+from appserver.requests import RequestContext
 
 from . import (
     account,

@@ -4,9 +4,9 @@ server start, as a Codex provider's `env_key` does, so no login is ever required
 
 from __future__ import annotations
 
-from appserver.connection import RequestContext
 from appserver.protocol import results as r
 from appserver.protocol.settings_types import GetAccountParams
+from appserver.requests import RequestContext
 
 from .common import Handler, Services
 

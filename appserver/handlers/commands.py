@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 from appserver import execs
-from appserver.connection import RequestContext
 from appserver.protocol import command_types as ct
 from appserver.protocol.errors import InvalidParams, InvalidRequest
+from appserver.requests import RequestContext
 
 from .common import Handler, Services
 

@@ -12,11 +12,11 @@ import attrs
 import trio
 
 from appserver.agents import Backends
-from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import types as t
 from appserver.protocol.errors import InvalidParams
 from appserver.protocol.policies import ApprovalPolicy, GranularApprovalPolicy
+from appserver.requests import RequestContext
 from appserver.store.base import ThreadRecord, ThreadStore
 from appserver.threads import objects
 from appserver.threads.loaded import Broadcast, LoadedThread

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from appserver.connection import RequestContext
 from appserver.protocol import results as r
 from appserver.protocol.settings_types import ConfigReadParams, ExperimentalFeatureListParams
+from appserver.requests import RequestContext
 
 from .common import Handler, Services, thread_id_of
 from .models import page

@@ -20,10 +20,10 @@ from typing import TypeVar
 import trio
 
 from appserver import fs_watch
-from appserver.connection import RequestContext
 from appserver.protocol import fs_types as fst
 from appserver.protocol.errors import InvalidParams, InvalidRequest
 from appserver.protocol.wire import Empty
+from appserver.requests import RequestContext
 
 from .common import Handler, Services
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import lifecycle_types as lct
 from appserver.protocol import types as t
 from appserver.protocol.converter import type_name
 from appserver.protocol.errors import InvalidParams
+from appserver.requests import RequestContext
 from appserver.store.base import ThreadRecord
 from appserver.threads import lifecycle, objects
 from appserver.threads.history import stored_turn

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 from appserver.agents import OpenAIChatAgent
 from appserver.agents.catalog import AgentEntry
 from appserver.agents.openai_chat import DEFAULT_BASE_URL
-from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import results as r
 from appserver.protocol.errors import InvalidParams, InvalidRequest
 from appserver.protocol.settings_types import ModelListParams, ModelProviderListParams
+from appserver.requests import RequestContext
 
 from .common import Handler, Services, checked_provider
 

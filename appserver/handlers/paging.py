@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import paging_types as pgt
 from appserver.protocol.errors import InvalidParams
+from appserver.requests import RequestContext
 from appserver.store.base import InvalidCursor, ThreadStore, TurnRecord, UnknownItemAnchor
 from appserver.store.pages import TurnPage
 from appserver.threads import objects

@@ -14,9 +14,10 @@ import weakref
 
 import trio
 
-from appserver.connection import Connection, RequestContext
+from appserver.connection import Connection
 from appserver.file_search import Cancelled, Match, Search
 from appserver.protocol import search_types as st
+from appserver.requests import RequestContext
 
 from .common import Handler, Services
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from appserver.connection import RequestContext
 from appserver.protocol import special_types as sp
 from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InvalidParams
+from appserver.requests import RequestContext
 from appserver.threads import objects, special
 from appserver.threads.loaded import ActiveTurn
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from appserver.connection import RequestContext
 from appserver.protocol import errors
 from appserver.protocol import types as t
 from appserver.protocol.converter import unstructure
 from appserver.protocol.errors import InvalidParams
 from appserver.protocol.replay_types import Replay
+from appserver.requests import RequestContext
 from appserver.store.base import InvalidCursor, ListQuery, ThreadRecord
 from appserver.threads import objects
 from appserver.threads.replay import replay_rejoin

@@ -11,12 +11,14 @@ on 127.0.0.1 and Codex's model is the kit's fake model:
 Workloads, the same on both servers:
 
 - fan-out: one thread, K subscribed websocket clients spread over two client processes
-  (they are never the bottleneck), one turn `/stream N 16`; deliveries/s from `turn/start`
+  (they are never the bottleneck: `_rawws.py`, a plain-socket reader at ~1-2 µs per
+  frame, where trio-websocket's 10-20 µs made the readers the limit), one turn `/stream N 16`; deliveries/s from `turn/start`
   until every client saw `turn/completed`, and **server CPU per delivered delta**: the user
   + system CPU of the server's process tree (/proc, via psutil) read right before the turn
   starts and right after the last client saw `turn/completed`, divided by K * N;
 - request latency: p50/p99 of sequential `thread/read`, `thread/list`,
-  `thread/loaded/list` and `turn/start` round trips on one connection;
+  `thread/loaded/list` and `turn/start` round trips on one connection (the same blocking
+  plain-socket client);
 - memory: RSS growth of the server's process tree per idle initialized connection and per
   loaded thread (`thread/start`, the caller stays subscribed).
 
@@ -36,21 +38,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import psutil
-import trio
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from _common import (
-    REPO,
-    Rpc,
-    appserver_argv,
-    close_all,
-    median,
-    open_clients,
-    percentile,
-    report,
-    running,
-)
+from _common import REPO, appserver_argv, median, percentile, report, running
+from _rawws import close_all, count_until, open_clients
 
 KIT = pathlib.Path(
     os.environ.get("CODEX_REFERENCE_KIT", REPO.parent / "shared" / "codex-reference")
@@ -98,31 +90,19 @@ def listener_pid(url: str) -> int:
 
 # --- fan-out ------------------------------------------------------------------------------
 
+DELTA = b'"item/agentMessage/delta"'
+COMPLETED = b'"turn/completed"'
 
-async def worker(url: str, thread_id: str, count: int) -> None:
+
+def worker(url: str, thread_id: str, count: int) -> None:
     """A client process: `count` subscribers; prints `ready`, then `done DELTAS T_END`."""
-    async with trio.open_nursery() as nursery:
-        clients = await open_clients(nursery, url, count)
-        for rpc in clients:
-            await rpc.call("thread/resume", {"threadId": thread_id})
-        print("ready", flush=True)
-        deltas = 0
-
-        async def read(rpc: Rpc) -> None:
-            nonlocal deltas
-            while True:
-                text = await rpc.ws.get_message()
-                if '"item/agentMessage/delta"' in text:
-                    deltas += 1
-                elif '"turn/completed"' in text:
-                    return
-
-        async with trio.open_nursery() as readers:
-            for rpc in clients:
-                readers.start_soon(read, rpc)
-        print(f"done {deltas} {time.time()}", flush=True)
-        await close_all(clients)
-        nursery.cancel_scope.cancel()
+    clients = open_clients(url, count)
+    for ws in clients:
+        ws.call("thread/resume", {"threadId": thread_id})
+    print("ready", flush=True)
+    deltas = count_until(clients, DELTA, COMPLETED)
+    print(f"done {deltas} {time.time()}", flush=True)
+    close_all(clients)
 
 
 def start_workers(url: str, thread_id: str, k: int) -> list[subprocess.Popen[str]]:
@@ -137,41 +117,36 @@ def progress(message: str) -> None:
     print(f"  ... {message}", file=sys.stderr, flush=True)
 
 
-async def fanout(name: str, url: str, pid: int, k: int, n: int) -> dict[str, float]:
+def fanout(name: str, url: str, pid: int, k: int, n: int) -> dict[str, float]:
     progress(f"{name}: fan-out K={k} N={n}")
-    async with trio.open_nursery() as nursery:
-        (control,) = await open_clients(nursery, url, 1)
-        started = await control.call("thread/start", {"approvalPolicy": "never"})
-        thread_id = started["thread"]["id"]
-        # Codex can resume a thread only once it has a turn (a rollout).
-        say = {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}
-        await control.call("turn/start", say)
-        await control.wait_for('"turn/completed"')
-        progress(f"{name}: thread {thread_id} started")
-        workers = start_workers(url, thread_id, k)
-        for proc in workers:
-            assert proc.stdout is not None
-            line = await trio.to_thread.run_sync(proc.stdout.readline)
-            if line.strip() != "ready":
-                raise RuntimeError(f"{name}: a fan-out worker failed to subscribe")
-        progress(f"{name}: {k} subscribers ready")
-        await control.call("thread/unsubscribe", {"threadId": thread_id})
-        cpu0, t0 = tree_cpu(pid), time.time()
-        text = f"/stream {n} {DELTA_CHARS}"
-        await control.call(
-            "turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}]}
-        )
-        ends, deltas = [], 0
-        for proc in workers:
-            assert proc.stdout is not None
-            line = await trio.to_thread.run_sync(proc.stdout.readline)
-            _, got, end = line.split()
-            deltas += int(got)
-            ends.append(float(end))
-        cpu1 = tree_cpu(pid)
-        for proc in workers:
-            await trio.to_thread.run_sync(proc.wait)
-        await close_all([control])
+    (control,) = open_clients(url, 1)
+    started = control.call("thread/start", {"approvalPolicy": "never"})
+    thread_id = started["thread"]["id"]
+    # Codex can resume a thread only once it has a turn (a rollout).
+    say = {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}
+    control.call("turn/start", say)
+    control.wait_for('"turn/completed"')
+    progress(f"{name}: thread {thread_id} started")
+    workers = start_workers(url, thread_id, k)
+    for proc in workers:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{name}: a fan-out worker failed to subscribe")
+    progress(f"{name}: {k} subscribers ready")
+    control.call("thread/unsubscribe", {"threadId": thread_id})
+    cpu0, t0 = tree_cpu(pid), time.time()
+    text = f"/stream {n} {DELTA_CHARS}"
+    control.call("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": text}]})
+    ends, deltas = [], 0
+    for proc in workers:
+        assert proc.stdout is not None
+        _, got, end = proc.stdout.readline().split()
+        deltas += int(got)
+        ends.append(float(end))
+    cpu1 = tree_cpu(pid)
+    for proc in workers:
+        proc.wait()
+    close_all([control])
     elapsed = max(ends) - t0
     if deltas < k * n:
         raise RuntimeError(f"{name}: clients saw {deltas} of {k * n} deltas")
@@ -185,49 +160,45 @@ async def fanout(name: str, url: str, pid: int, k: int, n: int) -> dict[str, flo
 # --- latency and memory ---------------------------------------------------------------------
 
 
-async def latency(url: str, rounds: int) -> dict[str, tuple[float, float]]:
-    async with trio.open_nursery() as nursery:
-        (rpc,) = await open_clients(nursery, url, 1)
-        started = await rpc.call("thread/start", {"approvalPolicy": "never"})
-        thread_id = started["thread"]["id"]
-        say = {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}
-        calls: list[tuple[str, Any]] = [
-            ("thread/read", {"threadId": thread_id}),
-            ("thread/list", {}),
-            ("thread/loaded/list", {}),
-        ]
-        out: dict[str, tuple[float, float]] = {}
-        for method, params in calls:
-            times = []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                await rpc.call_raw(method, params)
-                times.append((time.perf_counter() - t0) * 1000)
-            out[method] = (percentile(times, 0.5), percentile(times, 0.99))
+def latency(url: str, rounds: int) -> dict[str, tuple[float, float]]:
+    (rpc,) = open_clients(url, 1)
+    started = rpc.call("thread/start", {"approvalPolicy": "never"})
+    thread_id = started["thread"]["id"]
+    say = {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}
+    calls: list[tuple[str, Any]] = [
+        ("thread/read", {"threadId": thread_id}),
+        ("thread/list", {}),
+        ("thread/loaded/list", {}),
+    ]
+    out: dict[str, tuple[float, float]] = {}
+    for method, params in calls:
         times = []
-        for _ in range(max(20, rounds // 10)):
+        for _ in range(rounds):
             t0 = time.perf_counter()
-            await rpc.call_raw("turn/start", say)
+            rpc.call(method, params)
             times.append((time.perf_counter() - t0) * 1000)
-            await rpc.wait_for('"turn/completed"')
-        out["turn/start"] = (percentile(times, 0.5), percentile(times, 0.99))
-        await close_all([rpc])
-        nursery.cancel_scope.cancel()
+        out[method] = (percentile(times, 0.5), percentile(times, 0.99))
+    times = []
+    for _ in range(max(20, rounds // 10)):
+        t0 = time.perf_counter()
+        rpc.call("turn/start", say)
+        times.append((time.perf_counter() - t0) * 1000)
+        rpc.wait_for('"turn/completed"')
+    out["turn/start"] = (percentile(times, 0.5), percentile(times, 0.99))
+    close_all([rpc])
     return out
 
 
-async def memory(url: str, pid: int, connections: int, threads: int) -> dict[str, float]:
-    async with trio.open_nursery() as nursery:
-        before = tree_rss(pid)
-        clients = await open_clients(nursery, url, connections)
-        per_connection = (tree_rss(pid) - before) / connections
-        (rpc,) = await open_clients(nursery, url, 1)
-        before = tree_rss(pid)
-        for _ in range(threads):
-            await rpc.call("thread/start", {"approvalPolicy": "never"})
-        per_thread = (tree_rss(pid) - before) / threads
-        await close_all([*clients, rpc])
-        nursery.cancel_scope.cancel()
+def memory(url: str, pid: int, connections: int, threads: int) -> dict[str, float]:
+    before = tree_rss(pid)
+    clients = open_clients(url, connections)
+    per_connection = (tree_rss(pid) - before) / connections
+    (rpc,) = open_clients(url, 1)
+    before = tree_rss(pid)
+    for _ in range(threads):
+        rpc.call("thread/start", {"approvalPolicy": "never"})
+    per_thread = (tree_rss(pid) - before) / threads
+    close_all([*clients, rpc])
     return {"kib_per_connection": per_connection / 1024, "kib_per_thread": per_thread / 1024}
 
 
@@ -265,7 +236,7 @@ def medians(rows: list[dict[str, float]], metric: str) -> float:
     return median([row[metric] for row in rows])
 
 
-async def inner(args: argparse.Namespace) -> None:
+def inner(args: argparse.Namespace) -> None:
     codex_url = os.environ["CODEX_REFERENCE_URL"]
     codex_pid = listener_pid(codex_url)
     with running("appserver", appserver_argv("--in-memory")) as ours:
@@ -276,7 +247,7 @@ async def inner(args: argparse.Namespace) -> None:
                 order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
                 for name in order:
                     url, pid = sides[name]
-                    results[name].append(await fanout(name, url, pid, k, n))
+                    results[name].append(fanout(name, url, pid, k, n))
             for metric, unit, goal, lower in (
                 ("cpu_us_per_delivery", "us", 0.2, True),
                 ("deliveries_per_s", "1/s", 3.0 if k >= 10 else None, False),
@@ -285,14 +256,14 @@ async def inner(args: argparse.Namespace) -> None:
                 ours_m = medians(results["appserver"], metric)
                 theirs_m = medians(results["codex"], metric)
                 ratio_row(f"fanout{k}", metric, unit, ours_m, theirs_m, goal, lower)
-        lat = {name: await latency(url, args.requests) for name, (url, _) in sides.items()}
+        lat = {name: latency(url, args.requests) for name, (url, _) in sides.items()}
         for method in lat["appserver"]:
             for i, q in enumerate(("p50", "p99")):
                 ours_l, theirs_l = lat["appserver"][method][i], lat["codex"][method][i]
                 goal = 0.5 if q == "p99" else None
                 ratio_row("latency", f"{method} {q}", "ms", ours_l, theirs_l, goal)
         mem = {
-            name: await memory(url, pid, args.connections, args.threads)
+            name: memory(url, pid, args.connections, args.threads)
             for name, (url, pid) in sides.items()
         }
         for metric, goal in (("kib_per_connection", 0.25), ("kib_per_thread", 0.05)):
@@ -340,11 +311,11 @@ def main(argv: Sequence[str]) -> int:
     args = parse(argv)
     if args.worker:
         url, thread_id, count = args.worker
-        trio.run(worker, url, thread_id, int(count))
+        worker(url, thread_id, int(count))
         return 0
     if "CODEX_REFERENCE_URL" not in os.environ:
         return outer(argv)
-    trio.run(inner, args)
+    inner(args)
     return 0
 
 

@@ -39,11 +39,11 @@ log = logging.getLogger("appserver.connection")
 KNOWN_METHODS = frozenset(METHODS)
 MAX_BATCH = 512  # frames written per outbound wake-up, in one transport write
 # While a stream goes on (a write ended less than COALESCE_SECONDS ago), the outbound task
-# waits up to COALESCE_ROUNDS scheduler rounds for COALESCE_FRAMES frames before it writes:
-# one socket write per few events instead of one per event. The producers still reach a
-# checkpoint after every event, so readers sharing the process keep their fair share.
+# waits up to COALESCE_SECONDS for COALESCE_FRAMES frames before it writes: one socket
+# write per few events instead of one per event. A reply never waits (`reply`). The
+# producers still reach a checkpoint after every event, so readers sharing the process
+# keep their fair share.
 COALESCE_FRAMES = 16
-COALESCE_ROUNDS = 16
 COALESCE_SECONDS = 0.002
 EOF_DRAIN_SECONDS = 5.0
 # A websocket write that has not completed for this long means the peer stopped reading:
@@ -86,6 +86,7 @@ class Connection:
     _pace_at: int = attrs.field(init=False)  # producers wait for a queue longer than this
     _wakeup: trio.Event | None = None  # set when the outbound task waits for frames
     _urgent: bool = False  # a reply is queued: write without waiting to coalesce
+    _wake_at: int = 1  # queue length at which send_nowait wakes the outbound task
     _drained: trio.Event = attrs.Factory(trio.Event)
     _idle: trio.Event = attrs.Factory(trio.Event)
     _closed: bool = False
@@ -126,7 +127,7 @@ class Connection:
         queue.append(text if isinstance(text, Outbound) else Outbound(text))
         self._enqueued += 1
         wakeup = self._wakeup
-        if wakeup is not None:
+        if wakeup is not None and (len(queue) >= self._wake_at or self._urgent):
             self._wakeup = None
             wakeup.set()
         return True
@@ -190,6 +191,7 @@ class Connection:
         last_write = -math.inf  # trio time the last write ended
         while True:
             if not queue:
+                self._wake_at = 1
                 self._wakeup = wakeup = trio.Event()
                 await wakeup.wait()
                 continue
@@ -199,13 +201,17 @@ class Connection:
                 and self._capacity != math.inf
                 and trio.current_time() - last_write < COALESCE_SECONDS
             ):
-                # websocket: a stream is going on (the last write just ended): let its
-                # producer add a few events more, one per scheduler round, and write them
-                # all at once. (stdio writes at once: its writes are its backpressure.)
-                for _ in range(COALESCE_ROUNDS):
-                    await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
-                    if len(queue) >= COALESCE_FRAMES or self._urgent:
-                        break
+                # websocket: a stream is going on (the last write ended less than
+                # COALESCE_SECONDS ago): sleep until its producers have queued
+                # COALESCE_FRAMES, a reply is queued, or COALESCE_SECONDS pass, and write
+                # them all at once. Asleep, not polling: K subscribers cost nothing per
+                # event until their batch is full. (stdio writes at once: its writes are
+                # its backpressure.)
+                self._wake_at = COALESCE_FRAMES
+                self._wakeup = wakeup = trio.Event()
+                with trio.move_on_after(COALESCE_SECONDS):
+                    await wakeup.wait()
+                self._wakeup = None
             if len(queue) <= MAX_BATCH:
                 batch = list(queue)
                 queue.clear()

@@ -12,10 +12,11 @@ Workloads, the same on both servers:
 
 - fan-out: one thread, K subscribed websocket clients spread over two client processes
   (they are never the bottleneck: `_rawws.py`, a plain-socket reader at ~1-2 µs per
-  frame, where trio-websocket's 10-20 µs made the readers the limit), one turn `/stream N 16`; deliveries/s from `turn/start`
-  until every client saw `turn/completed`, and **server CPU per delivered delta**: the user
-  + system CPU of the server's process tree (/proc, via psutil) read right before the turn
-  starts and right after the last client saw `turn/completed`, divided by K * N;
+  frame, where trio-websocket's 10-20 µs made the readers the limit), one turn
+  `/stream N 16`; deliveries/s from `turn/start` until every client saw `turn/completed`,
+  and **server CPU per delivered delta**: the user + system CPU of the server's process
+  tree (/proc, via psutil) read right before the turn starts and right after the last
+  client saw `turn/completed`, divided by K * N;
 - request latency: p50/p99 of sequential `thread/read`, `thread/list`,
   `thread/loaded/list` and `turn/start` round trips on one connection (the same blocking
   plain-socket client);

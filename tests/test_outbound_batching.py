@@ -134,19 +134,18 @@ async def test_a_reply_is_not_held_back_to_coalesce_a_stream() -> None:
     count, every = 2000, 100
     replies = set(range(every // 2, count, every))
     with trio.fail_after(TIMEOUT):
-        async with connected() as (conn, metrics, client):
-            async with trio.open_nursery() as nursery:
+        async with connected() as (conn, metrics, client), trio.open_nursery() as nursery:
 
-                async def produce() -> None:
-                    for n in range(count):
-                        if n in replies:
-                            conn.reply(frame(n))
-                        else:
-                            conn.send_nowait(frame(n))
-                        await trio.sleep(0)  # noqa: ASYNC115 - as a producer, every event
+            async def produce() -> None:
+                for n in range(count):
+                    if n in replies:
+                        conn.reply(frame(n))
+                    else:
+                        conn.send_nowait(frame(n))
+                    await trio.sleep(0)  # noqa: ASYNC115 - as a producer, every event
 
-                nursery.start_soon(produce)
-                assert await read(client, count) == list(range(count))
+            nursery.start_soon(produce)
+            assert await read(client, count) == list(range(count))
     ends, total = [], 0
     for size in metrics.writes:
         total += size

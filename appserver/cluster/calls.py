@@ -82,6 +82,10 @@ class Relay:
             self.captured.append(raw)
         return True
 
+    def reply(self, text: str) -> bool:
+        """A response, as `Connection.reply`: captured like anything else sent."""
+        return self.send_nowait(text)
+
     def needs_wait(self) -> bool:
         return False
 

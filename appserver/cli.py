@@ -17,7 +17,7 @@ import trio
 from appserver import logs
 from appserver._version import __version__
 from appserver.agents import AgentUnavailable, installed_plugins
-from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.agents.openai_settings import DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.cli_help import (
     AUTH_HELP,
     BASE_URL_HELP,

@@ -3,7 +3,7 @@ the parser in cli.py."""
 
 from __future__ import annotations
 
-from appserver.agents.openai_chat import DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.agents.openai_settings import DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.store.sqlite import BUSY_TIMEOUT_SECONDS
 from appserver.threads.persist import (
     STORE_RETRY_FIRST_BACKOFF,

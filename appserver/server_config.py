@@ -11,7 +11,7 @@ import attrs
 
 from appserver.agents import AgentFactory, Backends, OpenAISettings
 from appserver.agents.catalog import build_backends
-from appserver.agents.openai_chat import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
+from appserver.agents.openai_settings import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL
 from appserver.threads.event_log import DEFAULT_MAX_BYTES as DEFAULT_EVENT_LOG_BYTES  # (B)
 from appserver.threads.event_log import DEFAULT_MAX_EVENTS as DEFAULT_EVENT_LOG_EVENTS  # (B)
 from appserver.threads.persist import STORE_RETRY_SECONDS

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import AgentBackend, TurnCancelled, TurnContext, TurnFailed
 from .builtin import ScriptAgent
 from .catalog import (
@@ -13,7 +15,19 @@ from .catalog import (
     Backends,
     installed_plugins,
 )
-from .openai_chat import OpenAIChatAgent, OpenAISettings
+from .openai_settings import OpenAISettings
+
+if TYPE_CHECKING:
+    from .openai_chat import OpenAIChatAgent
+
+
+def __getattr__(name: str) -> Any:
+    # OpenAIChatAgent (and with it httpx, tenacity, ...) is imported on first use.
+    if name == "OpenAIChatAgent":
+        from .openai_chat import OpenAIChatAgent
+
+        return OpenAIChatAgent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_backend(name: str, backends: Backends | None = None) -> AgentBackend | None:

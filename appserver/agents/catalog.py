@@ -23,12 +23,13 @@ import attrs
 
 from .base import AgentBackend
 from .builtin import ScriptAgent
-from .openai_chat import OpenAIChatAgent, OpenAISettings
+from .openai_settings import PROVIDER_NAME as OPENAI
+from .openai_settings import OpenAISettings
 
 log = logging.getLogger("appserver.agents")
 
 ENTRY_POINT_GROUP = "appserver.agents"
-BUILTIN_NAMES = (ScriptAgent.name, OpenAIChatAgent.name)
+BUILTIN_NAMES = (ScriptAgent.name, OPENAI)
 
 AgentFactory = Callable[[], AgentBackend]
 Modality = Literal["text", "image", "audio"]
@@ -77,7 +78,10 @@ class Backends:
         """A fresh backend for a `modelProvider` name, or None when there is no such backend."""
         if name == ScriptAgent.name:
             return ScriptAgent(report_usage=self.builtin_usage)
-        if name == OpenAIChatAgent.name:
+        if name == OPENAI:
+            # Imported here: httpx and the rest only when an openai turn runs.
+            from .openai_chat import OpenAIChatAgent
+
             return OpenAIChatAgent(self.openai)
         entry = self.agents.get(name)
         return None if entry is None else entry.factory()
@@ -91,7 +95,7 @@ class Backends:
 
     def default_model(self, name: str) -> str:
         """The model of a new thread of this provider that names none."""
-        if name == OpenAIChatAgent.name:
+        if name == OPENAI:
             return self.openai.model
         entry = self.agents.get(name)
         return ScriptAgent.model if entry is None else entry.models[0].id

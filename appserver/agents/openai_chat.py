@@ -35,7 +35,8 @@ The API key is only ever sent in the Authorization header: it is never logged, a
 scrubbed from any message that could reach a client.
 
 Layout: this module holds the backend; `openai_loop` its turn loop and steering,
-`openai_http` the settings, the request bodies and the requests with their retries,
+`openai_settings` the settings, `openai_http` the request bodies and the requests with
+their retries,
 `openai_stream` the parsing of one streamed chat response (and what both APIs share),
 `openai_responses` the Responses API (bodies and events), `openai_messages` the
 conversation as chat messages, `openai_tools` the tools (`shell`), `openai_client_tools`
@@ -50,7 +51,7 @@ from typing import Any
 
 from .base import TurnContext, TurnFailed
 from .openai_compact import summarise
-from .openai_http import API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MODEL, OpenAISettings, scrub
+from .openai_http import scrub
 from .openai_loop import run_conversation
 from .openai_messages import (
     MAX_TOOL_OUTPUT_CHARS,
@@ -63,6 +64,13 @@ from .openai_messages import (
     user_content,
 )
 from .openai_review import review_change
+from .openai_settings import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    PROVIDER_NAME,
+    OpenAISettings,
+)
 from .openai_stream import MAX_ERROR_DETAIL_CHARS, Reply, ToolCall
 from .openai_tools import SHELL_TOOL, run_tool
 
@@ -92,7 +100,7 @@ class OpenAIChatAgent:
     API); it takes steered input (openai_loop), compacts (openai_compact) and reviews
     (openai_review)."""
 
-    name: str = "openai"
+    name: str = PROVIDER_NAME
     steerable: bool = True  # agents.base.Steering
 
     def __init__(self, settings: OpenAISettings | None = None) -> None:

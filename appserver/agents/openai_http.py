@@ -1,7 +1,7 @@
 """Requests to an OpenAI-compatible endpoint (`/chat/completions`, or `/responses` with
-`api="responses"`): the settings, the HTTP client, the request body, and one request with
-its error handling, retried on 429 and 5xx answers (each retry announced by an `error`
-notification with `willRetry: true`).
+`api="responses"`; the settings are in openai_settings): the HTTP client, the request
+body, and one request with its error handling, retried on 429 and 5xx answers (each
+retry announced by an `error` notification with `willRetry: true`).
 
 Retries go through `tenacity` (exponential backoff with jitter; a `Retry-After` header
 is honoured instead, and one longer than `max_retry_after` ends the turn at once). After
@@ -14,48 +14,20 @@ import json
 import logging
 from typing import Any
 
-import attrs
 import httpx
 import tenacity
 import trio
 
 from .base import TurnContext, TurnFailed
 from .openai_responses import ResponsesStream, responses_body
+from .openai_settings import API_KEY_ENV as API_KEY_ENV  # (re-exported: its old place)
+from .openai_settings import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from .openai_settings import DEFAULT_MODEL as DEFAULT_MODEL
+from .openai_settings import MODEL_APIS as MODEL_APIS
+from .openai_settings import OpenAISettings as OpenAISettings
 from .openai_stream import MAX_ERROR_DETAIL_CHARS, ChatStream, Reply, error_text, read_reply
 
 log = logging.getLogger("appserver.agents.openai")
-
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MODEL = "gpt-4o-mini"
-API_KEY_ENV = "OPENAI_API_KEY"
-MODEL_APIS = ("chat", "responses")
-
-
-@attrs.frozen(kw_only=True)
-class OpenAISettings:
-    """How the backend reaches its endpoint (set from ServerConfig at server start)."""
-
-    base_url: str = DEFAULT_BASE_URL
-    model: str = DEFAULT_MODEL  # for threads that name no model of their own
-    api_key: str | None = attrs.field(default=None, repr=False)
-    timeout: float = 60.0  # to connect, and between two chunks of a response
-    max_attempts: int = 3  # per request, for 429 and 5xx answers
-    retry_delay: float = 1.0  # first backoff, doubled on each retry (plus jitter)
-    max_retry_after: float = 30.0  # a longer Retry-After ends the turn instead
-    max_steps: int = 20  # requests per turn
-    api: str = "chat"  # "chat" (/chat/completions) or "responses" (/responses)
-
-    @property
-    def completions_url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
-
-    @property
-    def responses_url(self) -> str:
-        return self.base_url.rstrip("/") + "/responses"
-
-    @property
-    def url(self) -> str:
-        return self.responses_url if self.api == "responses" else self.completions_url
 
 
 def scrub(settings: OpenAISettings, text: str) -> str:

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from appserver.agents import OpenAIChatAgent
 from appserver.agents.catalog import AgentEntry
-from appserver.agents.openai_chat import DEFAULT_BASE_URL
+from appserver.agents.openai_settings import DEFAULT_BASE_URL, PROVIDER_NAME
 from appserver.protocol import errors
 from appserver.protocol import results as r
 from appserver.protocol.errors import InvalidParams, InvalidRequest
@@ -107,7 +106,7 @@ def provider_models(s: Services, provider: str) -> list[r.Model]:
     entry = s.backends.agents.get(provider)
     if entry is not None:
         return _entry_models(entry)
-    if provider == OpenAIChatAgent.name:
+    if provider == PROVIDER_NAME:
         name = s.backends.openai.model
         url = displayable_url(s.backends.openai.base_url)
         where = f" at {url}" if url else ""
@@ -131,7 +130,7 @@ def provider_summary(s: Services, provider: str) -> r.ModelProviderSummary:
             settings=r.CustomGatewayProviderSettings(type="customGateway", auth={"mode": "none"}),
             base_url=None,
         )
-    if provider == OpenAIChatAgent.name:
+    if provider == PROVIDER_NAME:
         openai = s.backends.openai
         if openai.base_url.rstrip("/") == DEFAULT_BASE_URL:
             name, settings = "OpenAI", r.OpenaiProviderSettings(type="openai")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -24,7 +26,22 @@ ConnectFactory = Callable[[], AbstractAsyncContextManager[Client]]
 NO_SCHEMA_CHECK = "no_schema_check"
 
 
+def _share_bytecode_with_child_processes() -> None:
+    """The Python processes the tests start (servers, CLI clients, the docs' pytest runs:
+    hundreds per session) and xdist's workers keep their compiled bytecode, and pytest's
+    assertion-rewritten plugin modules (all of hypothesis, about 1 s per pytest process),
+    in one cache outside the work tree, when PYTHONDONTWRITEBYTECODE is set (without a
+    cache each of them compiled appserver, and rewrote hypothesis, again). Without that
+    variable the usual __pycache__ directories do the same."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        os.environ.setdefault(
+            "PYTHONPYCACHEPREFIX",
+            os.path.join(tempfile.gettempdir(), f"appserver-tests-pycache-{os.getuid()}"),
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _share_bytecode_with_child_processes()
     config.addinivalue_line(
         "markers",
         f"{NO_SCHEMA_CHECK}(reason): clients of this test do not validate what they receive "

@@ -20,7 +20,7 @@ import trio
 import trio_websocket
 from reliability_support import TIMEOUT, CliProcess, cli_server, integrity_check, text_input
 
-from appserver.client import ClientError, connect_websocket
+from appserver.client import ClientError, ServerRequest, connect_websocket
 
 CLIENTS = 3
 
@@ -78,15 +78,24 @@ async def worker(
                 )
                 turn_id = result["turn"]["id"]
                 ledger.started[turn_id] = (thread_id, script)
-                done = await client.next_notification("turn/completed", where=is_turn(turn_id))
-                ledger.completed[turn_id] = done["params"]["turn"]
-                for note in client.drain_notifications():
+                # Taken in order as they come (a `next_notification(where=...)` rescans
+                # the whole buffer on each arrival: quadratic in a /stream's deltas);
+                # entered in the ledger only once the turn is seen completed.
+                items: dict[str, dict[str, Any]] = {}
+                async for note in client:
+                    assert not isinstance(note, ServerRequest), note  # approvalPolicy never
                     params = note.get("params") or {}
                     if note.get("method") == "item/completed" and params["turnId"] == turn_id:
-                        item = params["item"]
-                        ledger.items.setdefault(turn_id, {})[item["id"]] = item
-                        if item["type"] == "fileChange" and item["status"] == "completed":
-                            ledger.writes[f"f-{n}.txt"] = script.split(" ", 2)[2].split("\n")[0]
+                        items[params["item"]["id"]] = params["item"]
+                    elif note.get("method") == "turn/completed" and is_turn(turn_id)(params):
+                        break
+                else:
+                    return  # the connection closed under us: the server was killed
+                ledger.completed[turn_id] = params["turn"]
+                for item in items.values():
+                    ledger.items.setdefault(turn_id, {})[item["id"]] = item
+                    if item["type"] == "fileChange" and item["status"] == "completed":
+                        ledger.writes[f"f-{n}.txt"] = script.split(" ", 2)[2].split("\n")[0]
     except* (ClientError, trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError):
         pass  # the server was killed under us
 

@@ -123,9 +123,9 @@ async def stalled_peer_until_dropped(
         start = {"threadId": thread_id, "input": text(f"/stream {STREAM}")}
         await send(ws, {"id": 3, "method": "turn/start", "params": start})
         started = await owner.next_notification("turn/started")
-        await owner.next_notification(
-            "turn/completed", where=lambda p: p["turn"]["id"] == started["params"]["turn"]["id"]
-        )
+        # Taken in order as they come: a `next_notification("turn/completed", where=...)`
+        # rescans the whole buffer on every arrival (quadratic in STREAM).
+        await collect_until_completed(owner, started["params"]["turn"]["id"])
         try:
             while True:
                 got.append(json.loads(await ws.get_message()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import attrs
 import trio
 
+from appserver.client_buffers import Buffers
 from appserver.client_errors import (
     ClientError,
     ClientOverflow,
@@ -69,16 +69,7 @@ class Client:
         self._transport = transport
         self._ids = itertools.count(1)
         self._pending: dict[int | str, _Slot] = {}
-        self._notifications: deque[dict[str, Any]] = deque()
-        self._server_requests: deque[ServerRequest] = deque()
-        # Arrival number and size of each buffered message (by id()), so `async for` can
-        # merge the two buffers back into the order the server sent them in, and the
-        # buffered bytes are known.
-        self._arrival: dict[int, tuple[int, int]] = {}
-        self._arrivals = itertools.count()
-        self._buffered_bytes = 0
-        self.limits = limits or BufferLimits()
-        self._overflow: tuple[str, int, int, int] | None = None
+        self._buffers = Buffers(limits or BufferLimits())
         self._arrived = trio.Event()
         self._closed = False
         self._send_lock = trio.Lock()
@@ -123,7 +114,7 @@ class Client:
                     self.observer(message, method)
                 if not self._dispatch(message, frame_size(text)):
                     break
-                if self._half_full():
+                if self._buffers.half_full():
                     # Frames that arrived together (a stdio chunk holds hundreds) are
                     # handed out one by one: a consumer that reads gets to run before
                     # the buffer fills, however the frames were batched.
@@ -147,42 +138,26 @@ class Client:
                 slot.done.set()
                 return True
             log.debug("unmatched response: %r", msg)
-        if not self._fits(size):
+        if not self._buffers.add(msg, size):
             return False
-        buffered: dict[str, Any] | ServerRequest = msg
-        if "method" not in msg:
-            self._notifications.append(msg)  # visible to tests (e.g. id-null errors)
-        elif "id" in msg:
-            buffered = ServerRequest(msg["id"], msg["method"], msg.get("params"))
-            self._server_requests.append(buffered)
-        else:
-            self._notifications.append(msg)
-        self._arrival[id(buffered)] = (next(self._arrivals), size)
-        self._buffered_bytes += size
         self._arrived.set()
         self._arrived = trio.Event()
         return True
 
-    def _fits(self, size: int) -> bool:
-        count = len(self._notifications) + len(self._server_requests)
-        if count + 1 > self.limits.messages:
-            self._overflow = ("messages", self.limits.messages, count, self._buffered_bytes)
-        elif self._buffered_bytes + size > self.limits.bytes:
-            self._overflow = ("bytes", self.limits.bytes, count, self._buffered_bytes)
-        return self._overflow is None
+    @property
+    def limits(self) -> BufferLimits:
+        return self._buffers.limits
 
-    def _half_full(self) -> bool:
-        count = len(self._notifications) + len(self._server_requests)
-        return count * 2 > self.limits.messages or self._buffered_bytes * 2 > self.limits.bytes
+    @limits.setter
+    def limits(self, limits: BufferLimits) -> None:
+        self._buffers.limits = limits
 
-    def _taken(self, message: object) -> None:
-        """Forget a message taken from a buffer."""
-        _, size = self._arrival.pop(id(message), (0, 0))
-        self._buffered_bytes -= size
+    @property
+    def _overflow(self) -> tuple[str, int, int, int] | None:
+        return self._buffers.overflow
 
     def _overflow_error(self) -> ClientOverflow:
-        assert self._overflow is not None
-        return ClientOverflow(*self._overflow)
+        return self._buffers.overflow_error()
 
     @property
     def overflowed(self) -> bool:
@@ -191,7 +166,7 @@ class Client:
 
     def buffered(self) -> tuple[int, int]:
         """(messages, bytes) buffered now and not yet taken."""
-        return len(self._notifications) + len(self._server_requests), self._buffered_bytes
+        return self._buffers.count(), self._buffers.bytes
 
     @property
     def closed(self) -> bool:
@@ -301,23 +276,15 @@ class Client:
         where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """The first buffered notification matching `method` and `where` (waiting for
-        one if needed). Earlier non-matching notifications stay buffered."""
+        one if needed). Earlier non-matching notifications stay buffered. Each message is
+        looked at once per wait (`where` is called at most once per message), so a wait
+        behind a long stream costs what arrives, not the buffer's length per arrival."""
+        seen = -1  # the arrival number of the last message this wait looked at
 
         def take() -> dict[str, Any] | None:
-            buf = self._notifications
-            if method is None and where is None:
-                if not buf:
-                    return None
-                self._taken(buf[0])
-                return buf.popleft()
-            for i, msg in enumerate(buf):
-                if (method is None or msg.get("method") == method) and (
-                    where is None or where(msg.get("params") or {})
-                ):
-                    del buf[i]
-                    self._taken(msg)
-                    return msg
-            return None
+            nonlocal seen
+            found, seen = self._buffers.take_notification(method, where, seen)
+            return found
 
         result: dict[str, Any] = await self._wait_for(take)
         return result
@@ -328,17 +295,14 @@ class Client:
         *,
         where: Callable[[Any], bool] | None = None,
     ) -> ServerRequest:
-        """The first buffered server request matching `method` and `where(params)`."""
+        """The first buffered server request matching `method` and `where(params)`
+        (each request looked at once per wait, as `next_notification`)."""
+        seen = -1
 
         def take() -> ServerRequest | None:
-            for i, req in enumerate(self._server_requests):
-                if (method is None or req.method == method) and (
-                    where is None or where(req.params or {})
-                ):
-                    del self._server_requests[i]
-                    self._taken(req)
-                    return req
-            return None
+            nonlocal seen
+            found, seen = self._buffers.take_request(method, where, seen)
+            return found
 
         result: ServerRequest = await self._wait_for(take)
         return result
@@ -346,15 +310,11 @@ class Client:
     @property
     def notifications(self) -> list[dict[str, Any]]:
         """The notifications buffered so far (not removed)."""
-        return list(self._notifications)
+        return list(self._buffers.notifications)
 
     def drain_notifications(self) -> list[dict[str, Any]]:
         """Take every buffered notification."""
-        out = list(self._notifications)
-        self._notifications.clear()
-        for msg in out:
-            self._taken(msg)
-        return out
+        return self._buffers.drain_notifications()
 
     def __aiter__(self) -> Client:
         return self
@@ -366,22 +326,7 @@ class Client:
         connection has closed and nothing is left, or raises `ClientOverflow` when the
         client closed it because the buffers passed their bound."""
 
-        def take() -> dict[str, Any] | ServerRequest | None:
-            notes, requests = self._notifications, self._server_requests
-            if not notes and not requests:
-                return None
-            first: dict[str, Any] | ServerRequest
-            if not requests or (
-                notes
-                and self._arrival.get(id(notes[0]), _UNKNOWN)
-                < self._arrival.get(id(requests[0]), _UNKNOWN)
-            ):
-                first = notes.popleft()
-            else:
-                first = requests.popleft()
-            self._taken(first)
-            return first
-
+        take = self._buffers.take_next
         try:
             message: dict[str, Any] | ServerRequest = await self._wait_for(take)
         except ClientOverflow:
@@ -396,9 +341,6 @@ class Client:
 
     async def close(self) -> None:
         await self._transport.aclose()
-
-
-_UNKNOWN = (-1, 0)
 
 
 # The connectors live in client_connect.py (imported last: they use Client).

@@ -165,3 +165,30 @@ def test_buffer_limits_must_be_positive_ints(field: str, value: Any) -> None:
 
 def test_the_default_limits() -> None:
     assert BufferLimits() == BufferLimits(messages=100_000, bytes=64 * 1024 * 1024)
+
+
+async def test_a_filtered_wait_looks_at_each_message_once(connect_shared: ConnectFactory) -> None:
+    """`next_notification(where=...)` behind a long stream calls `where` once per message
+    (it used to rescan the whole buffer on every arrival: quadratic in the stream), and
+    still finds the first match and leaves the rest buffered in order."""
+    count = 2000
+    async with connect_shared() as client:
+        await client.initialize("filtered-wait")
+        thread_id = await new_thread(client)
+        client.drain_notifications()
+        calls = 0
+
+        def completed(params: dict[str, Any]) -> bool:
+            nonlocal calls
+            calls += 1
+            return bool(params.get("turn", {}).get("status") == "completed")
+
+        with trio.fail_after(TIMEOUT):
+            await stream(client, thread_id, f"/stream {count} 4")
+            done = await client.next_notification(where=completed)
+        assert done["method"] == "turn/completed"
+        left = client.drain_notifications()
+        deltas = [n for n in left if n["method"] == "item/agentMessage/delta"]
+        assert len(deltas) == count
+        # Each message before the match was looked at once (later ones not at all).
+        assert count < calls <= len(left) + 1, (calls, len(left))

@@ -264,9 +264,7 @@ async def test_write_cannot_escape_the_workspace(
                 ]
                 assert [c["status"] for c in changes] in ([], ["failed"]), (path, changes)
             assert client.drain_notifications()  # it did work
-            requests = []
-            while client._server_requests:
-                requests.append(client._server_requests.popleft())
+            requests = list(client._buffers.requests)
             assert requests == [], "approval asked for a write outside the workspace"
             assert not (cwd / "made").exists(), "a refused write created a directory"
             # Control: a write inside the workspace works (after approval if required), in a

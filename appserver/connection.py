@@ -1,8 +1,9 @@
 """One client connection: its nursery, inbound and outbound tasks, in-flight requests.
 
 The connection knows JSON-RPC, not threads: it is handed a `RequestHandler`. Its cancel
-scope *is* disconnect. Everything written to the peer goes through one FIFO memory
-channel drained by the single outbound task (PROTOCOL.md §2.3).
+scope *is* disconnect. Everything written to the peer goes through one FIFO (a deque)
+drained by the single outbound task (PROTOCOL.md §2.3), which coalesces a notification
+stream into few socket writes and never holds back a reply.
 """
 
 from __future__ import annotations

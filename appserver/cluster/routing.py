@@ -82,20 +82,31 @@ async def owner_of(node: Node, thread_id: str) -> str | None:
     return None
 
 
+async def here_or_owner(node: Node, thread_id: str, local: Local) -> tuple[str | None, Any]:
+    """Run `local` when this node runs the thread or may take it: (None, its result);
+    else (the owner node, None) for the caller to forward to."""
+    if node.registry.get(thread_id) is not None:
+        return None, await local()
+    owner = await owner_of(node, thread_id)
+    if owner is None:
+        try:
+            return None, await local()
+        except OwnedElsewhere as exc:
+            owner = exc.node_id
+    return owner, None
+
+
 async def route(node: Node, ctx: RequestContext, method: str, params: Any, local: Local) -> Any:
     if method == "thread/resume":
         return await resume(node, ctx, params, local)
     if method == "thread/unsubscribe":
         return await unsubscribe(node, ctx, params, local)
     thread_id = getattr(params, "thread_id", None)
-    if not isinstance(thread_id, str) or node.registry.get(thread_id) is not None:
+    if not isinstance(thread_id, str):
         return await local()
-    owner = await owner_of(node, thread_id)
+    owner, result = await here_or_owner(node, thread_id, local)
     if owner is None:
-        try:
-            return await local()
-        except OwnedElsewhere as exc:
-            owner = exc.node_id
+        return result
     _, reply = await forward(node, ctx, owner, thread_id, method, _wire(params), local)
     return reply["result"] if isinstance(reply, dict) and "result" in reply else reply
 
@@ -170,14 +181,9 @@ async def failover(node: Node, thread_id: str) -> bool:
 
 async def resume(node: Node, ctx: RequestContext, p: Any, local: Local) -> Any:
     thread_id = thread_id_of(p.thread_id)
-    if node.registry.get(thread_id) is not None:
-        return await local()
-    owner = await owner_of(node, thread_id)
+    owner, result = await here_or_owner(node, thread_id, local)
     if owner is None:
-        try:
-            return await local()
-        except OwnedElsewhere as exc:
-            owner = exc.node_id
+        return result
     after = _after_seq(ctx, p)
     raw = _wire(p)
     raw.pop("afterSeq", None)

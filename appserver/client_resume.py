@@ -33,7 +33,13 @@ import attrs
 import trio
 
 from appserver.client import Client
-from appserver.client_errors import ClientError, ConnectError, RpcError, ServerRequest
+from appserver.client_errors import (
+    ClientError,
+    ConnectError,
+    ConnectionClosedError,
+    RpcError,
+    ServerRequest,
+)
 
 log = logging.getLogger("appserver.client")
 
@@ -96,8 +102,14 @@ class ResumingSession:
         return await self._resume(await self.client(), thread_id)
 
     async def respond(self, request_id: int | str, result: Any) -> None:
+        """Answer a server request. The answer is kept until the server says the request
+        is resolved: a connection that breaks as it is sent is not an error here, the
+        next connection sends it again."""
         self._answers[request_id] = result
-        await (await self.client()).respond(request_id, result)
+        try:
+            await (await self.client()).respond(request_id, result)
+        except ConnectionClosedError as exc:
+            log.info("answer to %r not sent (%s); sent again on reconnect", request_id, exc)
 
     def __aiter__(self) -> ResumingSession:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -82,12 +83,20 @@ async def next_numbered(client: Client, count: int) -> list[Message]:
 
 @attrs.define
 class Proxy:
-    """Forwards TCP connections to `target`; `cut()` drops every current one."""
+    """Forwards TCP connections to `target`; `cut()` drops every current one.
+
+    `watch`, when set, sees each chunk the server sends before it is forwarded (websocket
+    frames from a server are not masked: the JSON is readable) and returns True to cut
+    there, the chunk not forwarded: a cut that always hits the live connection, wherever
+    the client's buffers are. `held`, when set and not yet set, keeps new connections
+    waiting (accepted, not forwarded) until it is."""
 
     target: int
     port: int = 0
     scopes: list[trio.CancelScope] = attrs.Factory(list)
     accepted: int = 0
+    watch: Callable[[bytes], bool] | None = None
+    held: trio.Event | None = None
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -97,12 +106,17 @@ class Proxy:
 
     async def handle(self, client: trio.SocketStream) -> None:
         self.accepted += 1
+        if self.held is not None:
+            await self.held.wait()
         upstream = await trio.open_tcp_stream("127.0.0.1", self.target)
         with trio.CancelScope() as scope:
             self.scopes.append(scope)
 
             async def pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
                 async for chunk in src:
+                    if src is upstream and self.watch is not None and self.watch(bytes(chunk)):
+                        self.cut()
+                        return
                     await dst.send_all(chunk)
                 scope.cancel()
 

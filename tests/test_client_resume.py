@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pytest
 import trio
-from event_seq_support import Proxy
+from event_seq_support import Proxy, init_seq
 from multiclient_support import stream_text
 
-from appserver.client import ServerRequest, connect_websocket
+from appserver.client import Client, ServerRequest, connect_websocket
 from appserver.client_resume import Resynced, resuming_session
 from appserver.server import Server, ServerConfig, open_server
+from appserver.transports.memory import MemoryTransport, memory_transport_pair
 
 TIMEOUT = 30
 STREAM = 400
@@ -36,11 +38,47 @@ def server_config() -> ServerConfig:
     return ServerConfig(data_dir=None, shutdown_timeout=0.5)
 
 
+@attrs.define
+class Marks:
+    """Counts `marker` in the bytes the proxy forwards, across chunk boundaries."""
+
+    marker: bytes
+    seen: int = 0
+    _tail: bytes = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        self.seen += data.count(self.marker)
+        self._tail = data[-(len(self.marker) - 1) :]
+
+
 async def test_the_session_reconnects_and_continues_exactly(server: Server) -> None:
+    """Three cuts, each made by the proxy as it forwards the server's bytes (so each hits
+    the live connection, wherever the client's buffers are): 50 deltas in, at the
+    approval request, and 50 deltas after the answer."""
     events: list[dict[str, Any]] = []
     answered: list[int | str] = []
+    deltas = Marks(b'"item/agentMessage/delta"')
+    request = Marks(b'"item/commandExecution/requestApproval"')
+    cuts: list[str] = []
+    deltas_at_answer: list[int] = []
+
+    def watch(chunk: bytes) -> bool:
+        deltas.feed(chunk)
+        request.feed(chunk)
+        if not cuts and deltas.seen >= 50:
+            cuts.append("deltas")
+        elif len(cuts) == 1 and request.seen:
+            cuts.append("request")
+        elif len(cuts) == 2 and deltas_at_answer and deltas.seen >= deltas_at_answer[0] + 50:
+            cuts.append("after the answer")
+        else:
+            return False
+        return True
+
     with trio.fail_after(TIMEOUT):
         async with open_proxy(server) as proxy:
+            proxy.watch = watch
             url = f"ws://127.0.0.1:{proxy.port}"
             async with resuming_session(
                 lambda: connect_websocket(url), reconnect_delay=0.05
@@ -49,66 +87,119 @@ async def test_the_session_reconnects_and_continues_exactly(server: Server) -> N
                 script = f"/stream {STREAM}\n/run echo approved\n/stream {STREAM}"
                 text = [{"type": "text", "text": script, "text_elements": []}]
                 await session.request("turn/start", {"threadId": thread_id, "input": text})
-                cuts = 0
                 async for event in session:
                     assert not isinstance(event, Resynced), event
                     if isinstance(event, ServerRequest):
-                        proxy.cut()  # the answer may be lost: the session sends it again
-                        cuts += 1
+                        deltas_at_answer.append(deltas.seen)
                         await session.respond(event.id, {"decision": "accept"})
                         answered.append(event.id)
                         continue
                     if "seq" not in event:
                         continue  # broadcasts
                     events.append(event)
-                    deltas = sum(e["method"] == "item/agentMessage/delta" for e in events)
-                    if deltas in (50, STREAM + 50):
-                        proxy.cut()
-                        cuts += 1
                     if event["method"] == "turn/completed":
                         break
                 reconnects = session.reconnects
-    assert cuts == 3 and reconnects >= 3 and proxy.accepted >= 4
+    assert cuts == ["deltas", "request", "after the answer"]
+    assert reconnects >= 3 and proxy.accepted >= 4
     assert len(answered) == 1
     seqs = [e["seq"] for e in events]
     # One seq per event, contiguous: the request's seq is the one gap.
     assert len(set(seqs)) == len(seqs)
     assert seqs[-1] - seqs[0] + 1 == len(seqs) + 1
-    deltas = [e["params"]["delta"] for e in events if e["method"] == "item/agentMessage/delta"]
-    assert "".join(deltas) == stream_text(STREAM) * 2
+    texts = [e["params"]["delta"] for e in events if e["method"] == "item/agentMessage/delta"]
+    assert "".join(texts) == stream_text(STREAM) * 2
     command = [e for e in events if e["method"] == "item/completed"][-2]["params"]["item"]
     assert command["type"] == "commandExecution" and command["status"] == "completed"
     assert events[-1]["params"]["turn"]["status"] == "completed"
 
 
 async def test_the_session_says_resynced_when_the_log_does_not_reach_back() -> None:
+    """The log keeps 3 events; the proxy cuts the session 10 deltas in and holds it off
+    while a second client, connected directly, answers the approval request, so the rest
+    of the turn is published while the session is away: its resume cannot replay."""
     config = ServerConfig(data_dir=None, shutdown_timeout=0.5, event_log_events=3)
     resynced: list[Resynced] = []
+    deltas = Marks(b'"item/agentMessage/delta"')
+    cut = trio.Event()
+
+    def watch(chunk: bytes) -> bool:
+        deltas.feed(chunk)
+        if cut.is_set() or deltas.seen < 10:
+            return False
+        cut.set()
+        return True
+
     with trio.fail_after(TIMEOUT):
         async with open_server(config) as server, open_proxy(server) as proxy:
+            proxy.watch = watch
             url = f"ws://127.0.0.1:{proxy.port}"
             async with resuming_session(
                 lambda: connect_websocket(url), reconnect_delay=0.05
             ) as session:
                 thread_id = (await session.start_thread())["thread"]["id"]
-                script = [{"type": "text", "text": "/stream 50\n/sleep 0.5", "text_elements": []}]
-                await session.request("turn/start", {"threadId": thread_id, "input": script})
-                deltas = 0
+                proxy.held = trio.Event()  # the next connection waits
+                async with server.connect() as observer:
+                    await init_seq(observer)
+                    await observer.request("thread/resume", {"threadId": thread_id})
+                    script = "/stream 50\n/run echo x\n/stream 50"
+                    text = [{"type": "text", "text": script, "text_elements": []}]
+                    await session.request("turn/start", {"threadId": thread_id, "input": text})
+                    await cut.wait()
+                    async for message in observer:
+                        if isinstance(message, ServerRequest):
+                            await observer.respond(message.id, {"decision": "accept"})
+                        elif message.get("method") == "turn/completed":
+                            break
+                proxy.held.set()
                 async for event in session:
                     if isinstance(event, Resynced):
                         resynced.append(event)
                         break
-                    if isinstance(event, dict) and event.get("method") == "item/agentMessage/delta":
-                        deltas += 1
-                        if deltas == 10:
-                            proxy.cut()
-                # The snapshot shows the turn as it stands; the live stream goes on.
-                done = resynced[0].result["thread"]["turns"][-1]["status"] == "completed"
-                async for event in session:
-                    if done:
-                        break
-                    if isinstance(event, dict) and event.get("method") == "turn/completed":
-                        break
     assert [r.thread_id for r in resynced] == [thread_id]
     assert resynced[0].result["replay"] is None
-    assert resynced[0].result["thread"]["turns"]
+    # The snapshot shows the turn as it stands: completed, both streams in it.
+    turn = resynced[0].result["thread"]["turns"][-1]
+    assert turn["status"] == "completed"
+
+
+async def test_an_answer_sent_as_the_connection_breaks_is_sent_again(server: Server) -> None:
+    """The connection breaks after `respond` found it open but before the answer went
+    out: `respond` returns (it does not raise ConnectionClosedError), and the session
+    sends the answer again on the next connection, so the command runs."""
+    client_sides: list[MemoryTransport] = []
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+
+            @asynccontextmanager
+            async def connect() -> AsyncIterator[Client]:
+                server_side, client_side = memory_transport_pair()
+                nursery.start_soon(server.run_connection, server_side)
+                client_sides.append(client_side)
+                async with Client.open(client_side) as client:
+                    yield client
+
+            async with resuming_session(connect, reconnect_delay=0.01) as session:
+                thread_id = (await session.start_thread())["thread"]["id"]
+                script = "/run echo approved\n/stream 3"
+                text = [{"type": "text", "text": script, "text_elements": []}]
+                await session.request("turn/start", {"threadId": thread_id, "input": text})
+                async for event in session:
+                    if isinstance(event, ServerRequest):
+                        # Break the client's sending side with no checkpoint in between:
+                        # the client has not seen the end yet, the send itself fails.
+                        client_sides[-1]._send.close()
+                        await session.respond(event.id, {"decision": "accept"})
+                        continue
+                    assert not isinstance(event, Resynced), event
+                    if "seq" in event:
+                        events.append(event)
+                        if event["method"] == "turn/completed":
+                            break
+            nursery.cancel_scope.cancel()
+    assert len(client_sides) >= 2
+    completed = [e["params"]["item"] for e in events if e["method"] == "item/completed"]
+    commands = [item for item in completed if item["type"] == "commandExecution"]
+    assert [c["status"] for c in commands] == ["completed"]
+    assert events[-1]["params"]["turn"]["status"] == "completed"

@@ -86,16 +86,17 @@ class Proxy:
     """Forwards TCP connections to `target`; `cut()` drops every current one.
 
     `watch`, when set, sees each chunk the server sends before it is forwarded (websocket
-    frames from a server are not masked: the JSON is readable) and returns True to cut
-    there, the chunk not forwarded: a cut that always hits the live connection, wherever
-    the client's buffers are. `held`, when set and not yet set, keeps new connections
-    waiting (accepted, not forwarded) until it is."""
+    frames from a server are not masked: the JSON is readable) and returns None, or an
+    offset in the chunk to cut at (the bytes before it forwarded, the rest not): a cut
+    that always hits the live connection, wherever the client's buffers are. `held`,
+    when set and not yet set, keeps new connections waiting (accepted, not forwarded)
+    until it is."""
 
     target: int
     port: int = 0
     scopes: list[trio.CancelScope] = attrs.Factory(list)
     accepted: int = 0
-    watch: Callable[[bytes], bool] | None = None
+    watch: Callable[[bytes], int | None] | None = None
     held: trio.Event | None = None
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -114,7 +115,12 @@ class Proxy:
 
             async def pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
                 async for chunk in src:
-                    if src is upstream and self.watch is not None and self.watch(bytes(chunk)):
+                    at = None
+                    if src is upstream and self.watch is not None:
+                        at = self.watch(bytes(chunk))
+                    if at is not None:
+                        if at > 0:
+                            await dst.send_all(chunk[:at])
                         self.cut()
                         return
                     await dst.send_all(chunk)

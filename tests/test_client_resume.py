@@ -40,22 +40,34 @@ def server_config() -> ServerConfig:
 
 @attrs.define
 class Marks:
-    """Counts `marker` in the bytes the proxy forwards, across chunk boundaries."""
+    """Finds `marker` in the bytes the proxy forwards, across chunk boundaries."""
 
     marker: bytes
     seen: int = 0
     _tail: bytes = b""
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> list[int]:
+        """Where in `chunk` each new occurrence starts (0 for one begun in the last)."""
         data = self._tail + chunk
-        self.seen += data.count(self.marker)
+        found: list[int] = []
+        at = data.find(self.marker)
+        while at >= 0:
+            found.append(max(0, at - len(self._tail)))
+            at = data.find(self.marker, at + 1)
+        self.seen += len(found)
         self._tail = data[-(len(self.marker) - 1) :]
+        return found
+
+    def nth(self, found: list[int], n: int) -> int | None:
+        """Where the n-th occurrence overall starts, if it is in the chunk just fed."""
+        index = len(found) - (self.seen - n) - 1
+        return found[index] if 0 <= index < len(found) else None
 
 
 async def test_the_session_reconnects_and_continues_exactly(server: Server) -> None:
-    """Three cuts, each made by the proxy as it forwards the server's bytes (so each hits
-    the live connection, wherever the client's buffers are): 50 deltas in, at the
-    approval request, and 50 deltas after the answer."""
+    """Three cuts, each made by the proxy in the server's bytes (so each hits the live
+    connection, wherever the client's buffers are; the bytes before the cut reach the
+    client): at the 50th delta, at the approval request, and 50 deltas after the answer."""
     events: list[dict[str, Any]] = []
     answered: list[int | str] = []
     deltas = Marks(b'"item/agentMessage/delta"')
@@ -63,18 +75,20 @@ async def test_the_session_reconnects_and_continues_exactly(server: Server) -> N
     cuts: list[str] = []
     deltas_at_answer: list[int] = []
 
-    def watch(chunk: bytes) -> bool:
-        deltas.feed(chunk)
-        request.feed(chunk)
-        if not cuts and deltas.seen >= 50:
-            cuts.append("deltas")
-        elif len(cuts) == 1 and request.seen:
-            cuts.append("request")
-        elif len(cuts) == 2 and deltas_at_answer and deltas.seen >= deltas_at_answer[0] + 50:
-            cuts.append("after the answer")
-        else:
-            return False
-        return True
+    def watch(chunk: bytes) -> int | None:
+        found, requests = deltas.feed(chunk), request.feed(chunk)
+        at = None
+        if not cuts:
+            at = deltas.nth(found, 50)
+            name = "deltas"
+        elif len(cuts) == 1 and requests:
+            at, name = requests[0], "request"
+        elif len(cuts) == 2 and deltas_at_answer:
+            at = deltas.nth(found, deltas_at_answer[0] + 50)
+            name = "after the answer"
+        if at is not None:
+            cuts.append(name)
+        return at
 
     with trio.fail_after(TIMEOUT):
         async with open_proxy(server) as proxy:
@@ -115,20 +129,20 @@ async def test_the_session_reconnects_and_continues_exactly(server: Server) -> N
 
 
 async def test_the_session_says_resynced_when_the_log_does_not_reach_back() -> None:
-    """The log keeps 3 events; the proxy cuts the session 10 deltas in and holds it off
-    while a second client, connected directly, answers the approval request, so the rest
-    of the turn is published while the session is away: its resume cannot replay."""
+    """The log keeps 3 events; the proxy cuts the session at the approval request and
+    holds it off while a second client, connected directly, answers it, so the rest of
+    the turn is published while the session is away: its resume cannot replay."""
     config = ServerConfig(data_dir=None, shutdown_timeout=0.5, event_log_events=3)
     resynced: list[Resynced] = []
-    deltas = Marks(b'"item/agentMessage/delta"')
+    request = Marks(b'"item/commandExecution/requestApproval"')
     cut = trio.Event()
 
-    def watch(chunk: bytes) -> bool:
-        deltas.feed(chunk)
-        if cut.is_set() or deltas.seen < 10:
-            return False
+    def watch(chunk: bytes) -> int | None:
+        found = request.feed(chunk)
+        if cut.is_set() or not found:
+            return None
         cut.set()
-        return True
+        return found[0]
 
     with trio.fail_after(TIMEOUT):
         async with open_server(config) as server, open_proxy(server) as proxy:

@@ -94,6 +94,7 @@ class Connection:
     _enqueued: int = 0  # messages accepted into the outbound channel
     _written: int = 0  # messages the transport has finished writing
     _write_started: float | None = None  # trio time the write in progress began
+    _write_progress: int = 0  # transport.progress when _write_started was taken
     _write_scope: trio.CancelScope | None = None  # shields the write in progress
     finished: trio.Event = attrs.Factory(trio.Event)  # run() has returned
     transport_broken: bool = False  # a write was cut off: no close handshake is possible
@@ -141,9 +142,21 @@ class Connection:
 
     @property
     def stalled(self) -> bool:
-        """The peer has stopped draining: a write has been stuck for STALL_SECONDS."""
+        """The peer has stopped draining: the write in progress has moved nothing for
+        STALL_SECONDS (§2.3). A big write that keeps moving, to a slow reader that keeps
+        reading, is not stalled: its clock restarts whenever the transport's `progress`
+        has moved since it was last looked at."""
         started = self._write_started
-        return started is not None and trio.current_time() - started > STALL_SECONDS
+        if started is None:
+            return False
+        now = trio.current_time()
+        if now - started <= STALL_SECONDS:
+            return False
+        progress = self.transport.progress
+        if progress != self._write_progress:
+            self._write_started, self._write_progress = now, progress
+            return False
+        return True
 
     def needs_wait(self) -> bool:
         """Whether `wait_writable` would wait now (checked without a coroutine per event;
@@ -220,6 +233,7 @@ class Connection:
                 batch = [queue.popleft() for _ in range(MAX_BATCH)]
             self._urgent = self._urgent and bool(queue)
             self._write_started = trio.current_time()
+            self._write_progress = self.transport.progress
             # A write is never cut off by the connection ending (a partial frame would
             # garble the stream); close() gives it CLOSE_GRACE_SECONDS instead.
             self._write_scope = trio.CancelScope(shield=True)

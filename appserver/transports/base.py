@@ -56,6 +56,12 @@ class Transport(Protocol):
         """Write frames in order. Raises TransportClosed."""
         ...
 
+    @property
+    def progress(self) -> int:
+        """How much has been written so far (bytes, or frames), counted as it goes: a
+        write in progress that moves this is not stalled (Connection.stalled)."""
+        ...
+
     async def keepalive(self) -> None:
         """Runs for the life of the connection; returns or raises TransportClosed when the
         peer is found dead. Transports without liveness checks return at once."""

@@ -31,6 +31,7 @@ class LineTransport:
         self._rx = receive_stream
         self._tx = send_stream
         self._max = max_bytes
+        self.progress = 0
         self._buf = bytearray()
         self._scan_from = 0  # bytes of _buf already known to hold no newline
         self._skipping = 0  # >0 while discarding an oversized line (bytes dropped so far)
@@ -83,6 +84,7 @@ class LineTransport:
         data = b"".join([part for frame in frames for part in (frame.utf8, b"\n")])
         try:
             await self._tx.send_all(data)
+            self.progress += len(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportClosed(str(exc)) from exc
 

@@ -26,6 +26,7 @@ class MemoryTransport:
         self._send = send
         self._receive = receive
         self._max = max_bytes
+        self.progress = 0  # frames
 
     async def receive(self) -> str:
         try:
@@ -42,6 +43,7 @@ class MemoryTransport:
         try:
             for frame in frames:
                 await self._send.send(frame.text)
+                self.progress += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportClosed("peer closed") from exc
 

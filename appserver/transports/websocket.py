@@ -29,6 +29,8 @@ log = logging.getLogger("appserver.websocket")
 
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 30.0
+# A batch over this many bytes is written in steps of it, each counted in `progress`.
+PROGRESS_CHUNK = 64 * 1024
 
 
 def is_loopback_host(host: str) -> bool:
@@ -63,6 +65,7 @@ class WebSocketTransport:
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         self._ws = ws
+        self.progress = 0  # bytes written
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
 
@@ -104,7 +107,8 @@ class WebSocketTransport:
         negotiated, so each message's frame bytes are built once (`Outbound.ws_frame`)
         and shared by every subscriber. trio-websocket has no batched send; this writes
         under its stream lock exactly as its own `_send` does, and falls back to
-        `send_message` for clients (masked frames) or if those internals are missing."""
+        `send_message` for clients (masked frames) or if those internals are missing.
+        `progress` counts the bytes written so far."""
         ws = self._ws
         lock = getattr(ws, "_stream_lock", None)
         stream = getattr(ws, "_stream", None)
@@ -117,7 +121,17 @@ class WebSocketTransport:
                 raise TransportClosed("websocket closed", code=ws.closed.code)
             data = b"".join([frame.ws_frame for frame in frames])
             async with lock:
-                await stream.send_all(data)
+                if len(data) <= PROGRESS_CHUNK:
+                    await stream.send_all(data)
+                    self.progress += len(data)
+                    return
+                # A big batch goes in steps, counted as they go, so a slow reader that
+                # keeps reading is seen to make progress (Connection.stalled).
+                with memoryview(data) as view:
+                    for start in range(0, len(data), PROGRESS_CHUNK):
+                        chunk = view[start : start + PROGRESS_CHUNK]
+                        await stream.send_all(chunk)
+                        self.progress += len(chunk)
         except (
             trio_websocket.ConnectionClosed,
             trio.BrokenResourceError,

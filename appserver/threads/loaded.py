@@ -26,6 +26,8 @@ _generations = itertools.count(1)
 Broadcast = Callable[[str, Any], None]
 
 USER_INPUT_METHOD = "item/tool/requestUserInput"
+# The producer reaches a checkpoint once per this many events (after_publish).
+CHECKPOINT_EVERY = 16
 
 
 def wants_seq(sub: Subscriber) -> bool:
@@ -135,6 +137,7 @@ class LoadedThread:
     closed: trio.Event = attrs.Factory(trio.Event)
     session_approvals: set[str] = attrs.Factory(set)
     finished_turns: int = 0  # bumps when a turn's final state is stored
+    unchecked: int = 0  # events published since the producer's last checkpoint
     # thread/tokenUsage/updated's running total while loaded (threads/talkback.py).
     token_total: dict[str, int] | None = None
     idle_scope: trio.CancelScope | None = None
@@ -214,11 +217,13 @@ class LoadedThread:
     async def after_publish(self) -> None:
         """What a producer does after every event (§2.3): keep the seq reservation ahead
         (§13), wait for subscribers that need it (stdio backpressure, a draining
-        websocket over half full), then reach a checkpoint. The checkpoint stays after
-        every event: a reader sharing this process (the Python API, tests) then gets its
-        turn as often as the producer, so its socket never fills while it keeps reading.
-        The outbound tasks coalesce the events of a stream into fewer socket writes
-        themselves (connection.py)."""
+        websocket over half full), and reach a checkpoint every CHECKPOINT_EVERY events
+        (the scheduler work of one per event was a quarter of a one-subscriber stream's
+        CPU). A reader sharing this process (the Python API, tests) then falls behind by
+        up to that many events per round; it is paced, not dropped: the producer waits
+        for its queue while its socket keeps moving (Connection.stalled counts bytes
+        written, not the time a write takes). The outbound tasks coalesce the events of
+        a stream into fewer socket writes themselves (connection.py)."""
         if self.events.needs_reserve:
             await self.events.reserve()
         for sub in self.subscribers.values():
@@ -227,7 +232,10 @@ class LoadedThread:
                     if waited.needs_wait():
                         await waited.wait_writable()
                 break
-        await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
+        self.unchecked += 1
+        if self.unchecked >= CHECKPOINT_EVERY:
+            self.unchecked = 0
+            await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers[sub.id] = sub

@@ -278,6 +278,10 @@ class Connection:
             except TransportClosed:
                 break
             self._on_frame(text, nursery)
+            # websocket: a pipelining peer's answers must not overflow its queue in one
+            # read; take its next request as they drain (stdio queues without a bound).
+            if self._capacity != math.inf and self.needs_wait():
+                await self.wait_writable()
         # End of input. Where the write side still works (stdio), answer what is in
         # flight and flush before ending; otherwise the peer is gone.
         if self.transport.half_close:

@@ -228,11 +228,11 @@ async def test_shutdown_says_what_it_waits_for(tmp_path: Path) -> None:
         assert closed["reason"] == "shutdown"
 
 
-async def test_text_logs_at_debug_let_trio_websocket_speak() -> None:
+async def test_text_logs_at_debug_show_the_websocket_handshake() -> None:
     async with log_server("--log-level", "debug") as server:
         async with connect_websocket(server.url) as client:
             await client.initialize("log-test")
-        await server.until(lambda: any("trio-websocket" in line for line in server.lines))
+        await server.until(lambda: any("handshake accepted" in line for line in server.lines))
 
 
 async def test_crash_recovered_turns_are_logged_at_startup(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 (connection.py): frames queued at once leave in one write, a stream produced one event
 per scheduler round is coalesced, order is kept, and a lone message is not held back.
 
-A real websocket over TCP (trio-websocket on both ends); the connection's metrics hook
-`delivered(count)` is called once per transport write, so it counts the writes.
+A real websocket over TCP (the server's own framing, trio-websocket as the client); the
+connection's metrics hook `delivered(count)` is called once per transport write, so it
+counts the writes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import trio
@@ -19,7 +21,8 @@ import trio_websocket
 from appserver.connection import COALESCE_FRAMES, MAX_BATCH, Connection
 from appserver.metrics import Metrics
 from appserver.protocol.types import InitializeParams
-from appserver.transports.websocket import WebSocketTransport
+from appserver.transports import websocket
+from appserver.transports.ws_server import ServerWebSocket
 
 TIMEOUT = 10
 
@@ -59,17 +62,22 @@ async def connected() -> AsyncIterator[tuple[Connection, WriteCounter, Any]]:
     ready: trio.MemorySendChannel[Connection]
     ready, got = trio.open_memory_channel[Connection](1)
 
-    async def on_request(request: trio_websocket.WebSocketRequest) -> None:
-        ws = await request.accept()
-        conn = Connection(WebSocketTransport(ws), NoRequests(), metrics=metrics)
+    async def on_connection(transport: ServerWebSocket) -> None:
+        conn = Connection(transport, NoRequests(), metrics=metrics)
         await ready.send(conn)
         await conn.run()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            trio_websocket.serve_websocket, on_request, "127.0.0.1", 0, None
+        port = await nursery.start(
+            partial(
+                websocket.serve,
+                "127.0.0.1",
+                0,
+                on_connection,
+                handler_nursery=nursery,
+                max_message_bytes=2**24,
+            )
         )
-        port = listeners.port
         async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}") as client:
             conn = await got.receive()
             yield conn, metrics, client

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+import trio_websocket
+import wsproto
+import wsproto.events
 
 from appserver.client import ConnectError, connect_websocket, spawn_stdio
 from appserver.jsonrpc import Outbound
@@ -247,3 +251,58 @@ def _masked_text_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
     return header + mask + body
+
+
+async def test_websocket_server_answers_pings_and_reads_frames_split_anyhow(
+    ws_server: tuple[Server, str],
+) -> None:
+    """The server's own framing (transports/ws_server.py): a client's ping is answered
+    between requests, and a request whose frame arrives one byte per TCP write, or
+    fragmented into continuation frames, is read whole."""
+    _, url = ws_server
+    port = int(url.rsplit(":", 1)[1])
+    with trio.fail_after(TIMEOUT):
+        async with trio_websocket.open_websocket_url(
+            url, extra_headers=[(b"Authorization", b"Bearer s3cret")]
+        ) as ws:
+            await ws.ping(b"are you there")  # returns when the pong arrived
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+            request = wsproto.events.Request(
+                host="127.0.0.1",
+                target="/",
+                extra_headers=[(b"authorization", b"Bearer s3cret")],
+            )
+            await stream.send_all(client.send(request))
+            events: list[Any] = []
+
+            async def until(kind: type) -> Any:
+                while not any(isinstance(e, kind) for e in events):
+                    client.receive_data(await stream.receive_some(65536))
+                    events.extend(client.events())
+                found = next(e for e in events if isinstance(e, kind))
+                events.remove(found)
+                return found
+
+            await until(wsproto.events.AcceptConnection)
+            init = json.dumps(
+                {
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {"clientInfo": {"name": "s", "version": "0"}},
+                }
+            )
+            for byte in client.send(wsproto.events.TextMessage(init)):
+                await stream.send_all(bytes([byte]))
+            assert "result" in json.loads((await until(wsproto.events.TextMessage)).data)
+            listing = json.dumps({"id": 2, "method": "thread/loaded/list"})
+            half = len(listing) // 2
+            await stream.send_all(
+                client.send(wsproto.events.TextMessage(listing[:half], message_finished=False))
+                + client.send(wsproto.events.Ping(b"p"))
+                + client.send(wsproto.events.TextMessage(listing[half:]))
+            )
+            await until(wsproto.events.Pong)
+            answer = json.loads((await until(wsproto.events.TextMessage)).data)
+            assert answer["id"] == 2 and answer["result"]["data"] == []

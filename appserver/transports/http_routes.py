@@ -5,9 +5,8 @@ A request without `Connection: upgrade` is answered here as the Codex app-server
 while the server shuts down), `/metrics` (Prometheus text; the bearer token is required
 when one is configured), 405 for other methods on those paths, 400 "Connection header did
 not include 'upgrade'" for any other path; an Origin not allowed is 403 as for the
-upgrade. trio-websocket itself cannot answer a request that is not an upgrade (wsproto
-rejects it before the handler runs), so the request head is read first and, for an
-upgrade, replayed to it.
+upgrade. The request head is read first; an upgrade goes with its head to the websocket
+handshake (ws_server.py).
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ from contextvars import ContextVar
 
 import attrs
 import trio
-import trio_websocket
 
 from appserver.transports.ws_auth import WsAuthPolicy, authorize
 from appserver.web import CONTENT_SECURITY_POLICY, Asset
 
-HTTP_HEAD_LIMIT = 16384  # a longer request head goes to trio-websocket, which refuses it
-HTTP_HEAD_TIMEOUT = 60.0  # as trio-websocket's connect timeout
+HTTP_HEAD_LIMIT = 16384  # a longer request head goes to the handshake, which drops it
+HTTP_HEAD_TIMEOUT = 60.0  # for the whole request head
 NOT_UPGRADE = b"Connection header did not include 'upgrade'"
 
 # (local IP, port) of the TCP connection being handled, for the upgrade handler.
@@ -74,39 +72,6 @@ class HttpRoutes:
     allowed_origins: frozenset[str] = frozenset()
     auth: WsAuthPolicy | None = None
     assets: Mapping[str, Asset] = attrs.field(factory=dict)  # the browser client (web/)
-
-
-class _Replayed(trio.abc.Stream):
-    """A stream whose first bytes (the request head already read) are given back first."""
-
-    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
-        self._stream, self._prefix = stream, prefix
-        # trio-websocket describes a stream that is not a SocketStream (its `remote`) by
-        # its repr: make that the peer's Endpoint, as it would be.
-        try:
-            address, port, *_ = stream.socket.getpeername()
-            self._repr = repr(trio_websocket.Endpoint(address, port, is_ssl=False))
-        except (OSError, ValueError, TypeError):
-            self._repr = repr(stream)
-
-    def __repr__(self) -> str:
-        return self._repr
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self._prefix:
-            data = self._prefix if max_bytes is None else self._prefix[:max_bytes]
-            self._prefix = self._prefix[len(data) :]
-            return data
-        return await self._stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
 
 async def _read_head(stream: trio.abc.Stream) -> bytes:
@@ -203,8 +168,12 @@ def _answer(
 
 
 def router(
-    server: trio_websocket.WebSocketServer, routes: HttpRoutes
+    upgrade: Callable[[trio.SocketStream, bytes], Awaitable[None]], routes: HttpRoutes | None
 ) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """Per accepted stream: read the request head; plain HTTP (with `routes`) is answered
+    here, anything else (an upgrade, or a head wsproto should refuse) goes to `upgrade`
+    with the head."""
+
     async def route(stream: trio.SocketStream) -> None:
         local = _local_endpoint(stream)
         LOCAL_ENDPOINT.set(local)  # this connection's task only; read by make_handler
@@ -214,7 +183,7 @@ def router(
                 parsed = _parse_head(head)
                 connection = "" if parsed is None else parsed[2].get(b"connection", "")
                 tokens = {token.strip().lower() for token in connection.split(",")}
-                if parsed is not None and "upgrade" not in tokens:
+                if routes is not None and parsed is not None and "upgrade" not in tokens:
                     response = _answer(routes, *parsed, local)
                     await stream.send_all(response)
                     await stream.aclose()
@@ -225,8 +194,6 @@ def router(
         if scope.cancelled_caught or not head:
             await stream.aclose()
             return
-        # An upgrade (or a head trio-websocket should refuse): its own handling, as
-        # WebSocketServer.run would do it, with the head given back.
-        await server._handle_connection(_Replayed(stream, head))
+        await upgrade(stream, head)
 
     return route

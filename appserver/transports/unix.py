@@ -23,8 +23,9 @@ from pathlib import Path
 import trio
 
 from appserver.transports import websocket
-from appserver.transports.websocket import PING_INTERVAL, PING_TIMEOUT, WebSocketTransport
+from appserver.transports.websocket import PING_INTERVAL, PING_TIMEOUT
 from appserver.transports.ws_auth import WsAuthPolicy
+from appserver.transports.ws_server import ServerWebSocket
 
 log = logging.getLogger("appserver.unix")
 
@@ -126,7 +127,7 @@ def _remove_socket_file(path: Path, inode: int) -> None:
 
 async def serve(
     path: Path,
-    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    on_connection: Callable[[ServerWebSocket], Awaitable[None]],
     *,
     handler_nursery: trio.Nursery,
     allowed_origins: Sequence[str] = (),
@@ -145,6 +146,7 @@ async def serve(
         on_connection,
         allowed_origins=allowed_origins,
         auth=auth,
+        max_message_bytes=max_message_bytes,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
@@ -156,7 +158,6 @@ async def serve(
                     [listener],
                     handler,
                     handler_nursery=handler_nursery,
-                    max_message_bytes=max_message_bytes,
                 )
             )
             log.debug("listening on unix://%s", path)

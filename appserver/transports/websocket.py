@@ -1,8 +1,11 @@
-"""websocket transport (trio-websocket): one JSON-RPC message per text frame.
+"""websocket: one JSON-RPC message per text frame.
 
-`serve` does the HTTP-level checks before any JSON-RPC: Origin (403) and authentication
-(401, `ws_auth.py`), then hands each accepted socket to `on_connection`. `serve_listeners`
-runs the same upgrade handler on other listeners (the Unix socket of `unix.py`).
+The server side is framed by wsproto on the socket itself (`ServerWebSocket`,
+ws_server.py); `WebSocketTransport` is the client side's, over trio-websocket
+(client_connect.py). `serve` does the HTTP-level checks before any JSON-RPC: Origin
+(403) and authentication (401, `ws_auth.py`), then hands each accepted socket to
+`on_connection`. `serve_listeners` runs the same upgrade handler on other listeners (the
+Unix socket of `unix.py`).
 
 With `HttpRoutes` (the TCP listener), a request without `Connection: upgrade` is plain
 HTTP, answered by `http_routes.py`.
@@ -15,22 +18,21 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import cast
 
 import trio
 import trio_websocket
+from wsproto.events import Request
 
 from appserver.jsonrpc.codec import Outbound
 from appserver.transports.base import TransportClosed
 from appserver.transports.http_routes import LOCAL_ENDPOINT, HttpRoutes, origin_allowed, router
 from appserver.transports.ws_auth import SUBPROTOCOL, WsAuthPolicy, authorize_upgrade
+from appserver.transports.ws_server import Refusal, ServerWebSocket, upgrade
 
 log = logging.getLogger("appserver.websocket")
 
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 30.0
-# A batch over this many bytes is written in steps of it, each counted in `progress`.
-PROGRESS_CHUNK = 64 * 1024
 
 
 def is_loopback_host(host: str) -> bool:
@@ -65,7 +67,7 @@ class WebSocketTransport:
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         self._ws = ws
-        self.progress = 0  # bytes written
+        self.progress = 0  # messages written
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
 
@@ -101,37 +103,12 @@ class WebSocketTransport:
             log.info("ignoring a binary frame of %d bytes", len(message))
 
     async def send_all(self, frames: Sequence[Outbound]) -> None:
-        """Write frames in order, all in ONE socket `send_all`: the outbound task drains
-        everything queued per wake-up, so a reading client keeps pace with any producer
-        (PROTOCOL.md §2.3). A server's frames are unmasked and no extension is ever
-        negotiated, so each message's frame bytes are built once (`Outbound.ws_frame`)
-        and shared by every subscriber. trio-websocket has no batched send; this writes
-        under its stream lock exactly as its own `_send` does, and falls back to
-        `send_message` for clients (masked frames) or if those internals are missing.
-        `progress` counts the bytes written so far."""
-        ws = self._ws
-        lock = getattr(ws, "_stream_lock", None)
-        stream = getattr(ws, "_stream", None)
+        """Write frames in order, one message each (a client's frames are masked, so
+        trio-websocket frames them). `progress` counts the messages written."""
         try:
-            if lock is None or stream is None or not ws.is_server:
-                for frame in frames:
-                    await ws.send_message(frame.text)
-                return
-            if ws.closed is not None:
-                raise TransportClosed("websocket closed", code=ws.closed.code)
-            data = b"".join([frame.ws_frame for frame in frames])
-            async with lock:
-                if len(data) <= PROGRESS_CHUNK:
-                    await stream.send_all(data)
-                    self.progress += len(data)
-                    return
-                # A big batch goes in steps, counted as they go, so a slow reader that
-                # keeps reading is seen to make progress (Connection.stalled).
-                with memoryview(data) as view:
-                    for start in range(0, len(data), PROGRESS_CHUNK):
-                        chunk = view[start : start + PROGRESS_CHUNK]
-                        await stream.send_all(chunk)
-                        self.progress += len(chunk)
+            for frame in frames:
+                await self._ws.send_message(frame.text)
+                self.progress += 1
         except (
             trio_websocket.ConnectionClosed,
             trio.BrokenResourceError,
@@ -166,47 +143,55 @@ class WebSocketTransport:
                 await close_stream()
 
 
-def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None:
-    for key, value in request.headers:
+def _header(request: Request, name: bytes) -> str | None:
+    for key, value in request.extra_headers:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
 
 
+Upgrade = Callable[[trio.SocketStream, bytes], Awaitable[None]]
+
+
 def make_handler(
-    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    on_connection: Callable[[ServerWebSocket], Awaitable[None]],
     *,
     allowed_origins: Sequence[str] = (),
     auth: WsAuthPolicy | None = None,
+    max_message_bytes: int,
     ping_interval: float = PING_INTERVAL,
     ping_timeout: float = PING_TIMEOUT,
-) -> Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]:
-    """The upgrade handler: Origin (403; `--allow-origin` or the listener's own origin,
-    http_routes.py), then authentication (401, ws_auth.py: the Authorization header or
-    the bearer subprotocol), both before any JSON-RPC; an accepted socket goes to
-    `on_connection`. When the client offers the `appserver` subprotocol it is selected
-    (a browser fails a handshake that selects none of its offers)."""
+) -> Upgrade:
+    """The upgrade handler (given the stream and the request head read so far): Origin
+    (403; `--allow-origin` or the listener's own origin, http_routes.py), then
+    authentication (401, ws_auth.py: the Authorization header or the bearer subprotocol),
+    both before any JSON-RPC; an accepted socket goes to `on_connection` as a
+    `ServerWebSocket` (ws_server.py). When the client offers the `appserver` subprotocol
+    it is selected (a browser fails a handshake that selects none of its offers)."""
     origins = frozenset(allowed_origins)
 
-    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+    def decide(request: Request) -> str | None:
         origin = _header(request, b"origin")
         if not origin_allowed(origin, origins, LOCAL_ENDPOINT.get()):
             log.warning("refused websocket from origin %r", origin)
-            await request.reject(403, body=b"origin not allowed\n")
-            return
-        offered = request.proposed_subprotocols
+            raise Refusal(403, b"origin not allowed\n")
+        offered = list(request.subprotocols)
         refusal = authorize_upgrade(auth, _header(request, b"authorization"), offered)
         if refusal is not None:
             log.warning("refused websocket: %s", refusal)
-            await request.reject(
-                401,
-                extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
-                body=refusal.encode(),
-            )
-            return
-        ws = await request.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        await on_connection(
-            WebSocketTransport(ws, ping_interval=ping_interval, ping_timeout=ping_timeout)
+            text_plain = [(b"Content-Type", b"text/plain; charset=utf-8")]
+            raise Refusal(401, refusal.encode(), text_plain)
+        return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+    async def handler(stream: trio.SocketStream, head: bytes) -> None:
+        await upgrade(
+            stream,
+            head,
+            decide,
+            on_connection,
+            max_message_bytes=max_message_bytes,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
 
     return handler
@@ -214,41 +199,30 @@ def make_handler(
 
 async def serve_listeners(
     listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
-    handler: Callable[[trio_websocket.WebSocketRequest], Awaitable[None]],
+    handler: Upgrade,
     *,
     handler_nursery: trio.Nursery,
-    max_message_bytes: int,
     http: HttpRoutes | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve websocket upgrades on the given listeners until cancelled (TCP or Unix);
     with `http`, plain HTTP requests too (see the module doc)."""
-    server = trio_websocket.WebSocketServer(
-        handler,
-        cast("list[trio.SocketListener]", list(listeners)),
-        handler_nursery=handler_nursery,
-        max_message_size=max_message_bytes,
-        message_queue_size=4,
-    )
     async with trio.open_nursery() as nursery:
-        if http is None:
-            await nursery.start(server.run)
-        else:
-            await nursery.start(
-                partial(
-                    trio.serve_listeners,
-                    router(server, http),
-                    list(listeners),
-                    handler_nursery=handler_nursery,
-                )
+        await nursery.start(
+            partial(
+                trio.serve_listeners,
+                router(handler, http),
+                list(listeners),
+                handler_nursery=handler_nursery,
             )
+        )
         task_status.started()
 
 
 async def serve(
     host: str,
     port: int,
-    on_connection: Callable[[WebSocketTransport], Awaitable[None]],
+    on_connection: Callable[[ServerWebSocket], Awaitable[None]],
     *,
     handler_nursery: trio.Nursery,
     allowed_origins: Sequence[str] = (),
@@ -265,6 +239,7 @@ async def serve(
         on_connection,
         allowed_origins=allowed_origins,
         auth=auth,
+        max_message_bytes=max_message_bytes,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
@@ -280,7 +255,6 @@ async def serve(
                     listeners,
                     handler,
                     handler_nursery=handler_nursery,
-                    max_message_bytes=max_message_bytes,
                     http=http,
                 )
             )
@@ -291,4 +265,4 @@ async def serve(
                 await listener.aclose()
 
 
-__all__ = ["HttpRoutes", "WebSocketTransport", "serve", "serve_listeners"]
+__all__ = ["HttpRoutes", "ServerWebSocket", "WebSocketTransport", "serve", "serve_listeners"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
@@ -78,13 +77,9 @@ class WebSocketTransport:
             remote = self._ws.remote
         except (ValueError, TypeError, OSError):
             return "unix socket"
-        if isinstance(remote, trio_websocket.Endpoint):
-            address, port = str(remote.address), str(remote.port)
-        else:  # a replayed stream (http_routes.py) is described by its Endpoint's repr
-            found = re.search(r'address="([^"]+)", port=(\d+)', remote)
-            if found is None:
-                return remote or "unix socket"
-            address, port = found.groups()
+        if not isinstance(remote, trio_websocket.Endpoint):
+            return remote or "unix socket"
+        address, port = str(remote.address), str(remote.port)
         return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
     async def receive(self) -> str:

@@ -29,10 +29,15 @@ from appserver.jsonrpc import (
 from appserver.metrics import NO_METRICS, Metrics
 from appserver.protocol import errors
 from appserver.protocol.converter import structure_params, unstructure
-from appserver.protocol.experimental import check_experimental
 from appserver.protocol.methods import CLIENT_NOTIFICATIONS, METHODS
 from appserver.protocol.types import InitializeParams
-from appserver.requests import RequestContext, RequestHandler, error_from_exception
+from appserver.requests import (
+    RequestContext,
+    RequestHandler,
+    answer,
+    answer_now,
+    error_from_exception,
+)
 from appserver.transports.base import FrameTooLarge, Transport, TransportClosed
 
 log = logging.getLogger("appserver.connection")
@@ -314,6 +319,9 @@ class Connection:
         if spec.needs_init and not self.initialized:
             self.reply(jsonrpc.encode_error(req.id, errors.not_initialized()))
             return
+        if self.handler.answers_now(req.method):
+            self._answer_now(req, spec.params)
+            return
         if self.inflight >= self.max_inflight:
             self.reply(jsonrpc.encode_error(req.id, errors.overloaded()))
             return
@@ -340,26 +348,25 @@ class Connection:
         self.initialized = True
         logs.connection_initialized(self.id, params.client_info.name, params.client_info.version)
 
-    async def _run_request(self, req: Request, params_type: type) -> None:
-        ctx = RequestContext(self, req.id)
+    def _answer_now(self, req: Request, params_type: type) -> None:
+        """A request answered from live state in this (the inbound) task: no task, no
+        scheduler round of its own (handlers/common.py `Immediate`)."""
         started = trio.current_time()
-        try:
-            try:
-                params: Any = structure_params(req.params, params_type)
-                check_experimental(req.method, req.params, opted_in=self.experimental_api)
-                result = await self.handler.handle(ctx, req.method, params)
-                if ctx.responded:
-                    return
-                text = jsonrpc.encode_response(req.id, unstructure(result))
-            except BaseException as exc:
-                error = error_from_exception(exc, req.method)
-                if ctx.responded:
-                    log.error("%s failed after answering: %r", req.method, error)
-                    return
-                text = jsonrpc.encode_error(req.id, error)
-            if self.needs_wait():
-                await self.wait_writable()
+        ctx = RequestContext(self, req.id)
+        text = answer_now(self.handler, ctx, req, params_type, self.experimental_api)
+        if text is not None:
             self.reply(text)
+        self.metrics.request_done(req.method, trio.current_time() - started)
+
+    async def _run_request(self, req: Request, params_type: type) -> None:
+        started = trio.current_time()
+        ctx = RequestContext(self, req.id)
+        try:
+            text = await answer(self.handler, ctx, req, params_type, self.experimental_api)
+            if text is not None:
+                if self.needs_wait():
+                    await self.wait_writable()
+                self.reply(text)
         finally:
             self.metrics.request_done(req.method, trio.current_time() - started)
             self.inflight -= 1

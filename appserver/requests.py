@@ -11,10 +11,11 @@ import attrs
 import trio
 
 from appserver import jsonrpc
-from appserver.jsonrpc import ErrorResponse, Response
+from appserver.jsonrpc import ErrorResponse, Request, Response
 from appserver.protocol import errors
-from appserver.protocol.converter import unstructure
+from appserver.protocol.converter import structure_params, unstructure
 from appserver.protocol.errors import InternalError, JsonRpcError
+from appserver.protocol.experimental import check_experimental
 from appserver.protocol.types import InitializeParams
 from appserver.store.errors import StoreUnavailable
 
@@ -52,6 +53,15 @@ class RequestHandler(Protocol):
         when the handler answered with `ctx.respond`)."""
         ...
 
+    def answers_now(self, method: str) -> bool:
+        """Whether `method` is answered synchronously, from live state (`handle_now`)."""
+        ...
+
+    def handle_now(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        """Run one such request in the connection's inbound task: no task of its own, no
+        wait, and not counted in flight."""
+        ...
+
     def on_client_response(self, conn: Connection, message: Response | ErrorResponse) -> None:
         """An answer to a server→client request."""
         ...
@@ -84,3 +94,41 @@ def error_from_exception(exc: BaseException, context: str) -> JsonRpcError:
         return errors.store_unavailable(exc.reason)
     log.error("internal error in %s", context, exc_info=exc)
     return InternalError("Internal error", kind="internal")
+
+
+async def answer(
+    handler: RequestHandler, ctx: RequestContext, req: Request, params_type: type, opted_in: bool
+) -> str | None:
+    """Run one request; its encoded response or error, or None when the handler answered
+    itself (`ctx.respond`). `opted_in`: the client's experimentalApi capability (§3)."""
+    try:
+        params: Any = structure_params(req.params, params_type)
+        check_experimental(req.method, req.params, opted_in=opted_in)
+        return _result_text(ctx, req, await handler.handle(ctx, req.method, params))
+    except BaseException as exc:
+        return _error_text(ctx, req, exc)
+
+
+def answer_now(
+    handler: RequestHandler, ctx: RequestContext, req: Request, params_type: type, opted_in: bool
+) -> str | None:
+    """`answer` for a method the handler `answers_now`: synchronous, in the caller's task."""
+    try:
+        params: Any = structure_params(req.params, params_type)
+        check_experimental(req.method, req.params, opted_in=opted_in)
+        return _result_text(ctx, req, handler.handle_now(ctx, req.method, params))
+    except BaseException as exc:
+        return _error_text(ctx, req, exc)
+
+
+def _result_text(ctx: RequestContext, req: Request, result: Any) -> str | None:
+    return None if ctx.responded else jsonrpc.encode_response(req.id, unstructure(result))
+
+
+def _error_text(ctx: RequestContext, req: Request, exc: BaseException) -> str | None:
+    """The error response (cancellation propagates), or None when already answered."""
+    error = error_from_exception(exc, req.method)
+    if ctx.responded:
+        log.error("%s failed after answering: %r", req.method, error)
+        return None
+    return jsonrpc.encode_error(req.id, error)

@@ -15,6 +15,8 @@ from pg_support import PgCluster
 from threads_support import collect_turn, deltas, new_thread, of_thread, start_turn
 
 from appserver.client import Client
+from appserver.cluster.routing import ROUTED
+from appserver.handlers import AREAS
 from appserver.server import Server, ServerConfig, open_server
 
 TIMEOUT = 30
@@ -51,6 +53,14 @@ async def test_config_cluster_mode() -> None:
     assert not ServerConfig(store_url="postgresql://x/y").cluster
     assert not ServerConfig(node_id="a").cluster
     assert ServerConfig(store_url="postgresql://x/y", node_id="a").cluster
+
+
+def test_no_routed_method_is_answered_in_the_inbound_task() -> None:
+    """An immediate handler (handlers/common.py) never waits, so it cannot be one that a
+    cluster node forwards to the thread's owner."""
+    immediate = {m for area in AREAS for m in getattr(area, "IMMEDIATE", {})}
+    assert "thread/loaded/list" in immediate
+    assert not immediate & ROUTED
 
 
 async def test_thread_start_takes_a_lease_and_close_releases_it(pg_url: str) -> None:

@@ -45,6 +45,12 @@ class NoRequests:
     def initialize(self, conn: Connection, params: InitializeParams) -> Any:
         return {}
 
+    def answers_now(self, method: str) -> bool:
+        return False
+
+    def handle_now(self, ctx: Any, method: str, params: Any) -> Any:
+        raise AssertionError("no request is answered now")
+
     async def handle(self, ctx: Any, method: str, params: Any) -> Any:
         return {}
 

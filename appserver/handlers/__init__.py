@@ -32,7 +32,7 @@ from . import (
     threads,
     turns,
 )
-from .common import Handler, Services
+from .common import Handler, Immediate, Services
 
 AREAS = (
     threads,
@@ -82,12 +82,14 @@ class ClusterRouting(Protocol):
 class Handlers:
     services: Services
     methods: dict[str, Handler] = attrs.field(init=False)
+    immediate: dict[str, Immediate] = attrs.field(init=False)
     cluster: ClusterRouting | None = None  # None: a single server
 
     def __attrs_post_init__(self) -> None:
-        self.methods = {}
+        self.methods, self.immediate = {}, {}
         for area in AREAS:
             self.methods.update(area.METHODS)
+            self.immediate.update(getattr(area, "IMMEDIATE", {}))
 
     def initialize(
         self, conn: Connection, params: t.InitializeParams
@@ -102,7 +104,15 @@ class Handlers:
             server_info=results.ServerInfo(name="appserver", version=SERVER_VERSION),
         )
 
+    def answers_now(self, method: str) -> bool:
+        return method in self.immediate
+
+    def handle_now(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        return self.immediate[method](self.services, ctx, params)
+
     async def handle(self, ctx: RequestContext, method: str, params: Any) -> Any:
+        if method in self.immediate:
+            return self.handle_now(ctx, method, params)
         handler = self.methods.get(method)
         if handler is None:
             raise errors.MethodNotFound(f"Method not found: {method}")
@@ -115,6 +125,8 @@ class Handlers:
 
     async def handle_here(self, ctx: RequestContext, method: str, params: Any) -> Any:
         """A request forwarded by another node: run here, never routed again."""
+        if method in self.immediate:
+            return self.handle_now(ctx, method, params)
         handler = self.methods.get(method)
         if handler is None:
             raise errors.MethodNotFound(f"Method not found: {method}")
@@ -131,4 +143,4 @@ class Handlers:
             self.cluster.on_disconnect(conn)
 
 
-__all__ = ["ClusterRouting", "Handler", "Handlers", "Services"]
+__all__ = ["ClusterRouting", "Handler", "Handlers", "Immediate", "Services"]

@@ -49,6 +49,10 @@ class Services:
 # A handler: the services, the request's context, its typed params -> the result (or
 # None when it answered through ctx.respond itself).
 Handler = Callable[[Services, RequestContext, Any], Awaitable[Any]]
+# A handler that answers from live state without waiting (an area's `IMMEDIATE` table):
+# the connection runs it in its inbound task, with no task of its own (§2.4's limit on
+# requests in flight does not apply: it is never in flight).
+Immediate = Callable[[Services, RequestContext, Any], Any]
 
 
 def thread_id_of(value: str) -> str:

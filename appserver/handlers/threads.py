@@ -16,7 +16,7 @@ from appserver.threads.replay import replay_rejoin
 from appserver.threads.starting import store_settings
 from appserver.threads.turn import stored_turn
 
-from .common import Handler, Services, session_result, settings_of, thread_id_of
+from .common import Handler, Immediate, Services, session_result, settings_of, thread_id_of
 
 
 async def thread_start(s: Services, ctx: RequestContext, p: t.ThreadStartParams) -> None:
@@ -138,7 +138,7 @@ async def thread_list(s: Services, ctx: RequestContext, p: t.ThreadListParams) -
     }
 
 
-async def thread_loaded_list(
+def thread_loaded_list(
     s: Services, ctx: RequestContext, p: t.ThreadLoadedListParams
 ) -> dict[str, Any]:
     ids = s.registry.loaded_ids()
@@ -213,9 +213,9 @@ METHODS: dict[str, Handler] = {
     "thread/resume": thread_resume,
     "thread/read": thread_read,
     "thread/list": thread_list,
-    "thread/loaded/list": thread_loaded_list,
     "thread/archive": thread_archive,
     "thread/unarchive": thread_unarchive,
     "thread/unsubscribe": thread_unsubscribe,
     "thread/name/set": thread_name_set,
 }
+IMMEDIATE: dict[str, Immediate] = {"thread/loaded/list": thread_loaded_list}

@@ -393,6 +393,8 @@ async def test_requests_beyond_max_inflight_are_refused_but_never_answers_or_not
                     "params": {"threadId": thread_id, "name": "must not be applied"},
                 }
             )
+            # One answered from live state in the inbound task is never in flight (§2.4).
+            await send({"id": "listed", "method": "thread/loaded/list"})
             await send({"method": "initialized"})
             await send({"id": approval_id, "result": {"decision": "accept"}})
             await trio.testing.wait_all_tasks_blocked()
@@ -413,6 +415,7 @@ async def test_requests_beyond_max_inflight_are_refused_but_never_answers_or_not
     assert errors["extra"]["data"]["kind"] == "overloaded"
     order = [m.get("id") for m in received if "method" not in m]
     assert order.index("extra") < min(order.index(f"read-{i}") for i in range(1, 5))
+    assert answers["listed"]["result"]["data"] == [thread_id]
     assert answers["check"]["result"]["thread"]["name"] is None
     item = next(
         m["params"]["item"]

@@ -150,10 +150,21 @@ class ServerWebSocket:
 
     # --- writing ---------------------------------------------------------------------------
 
+    async def _acquire(self) -> None:
+        """The write lock; free (the common case), without the scheduler round that
+        `async with lock` costs: the socket write that follows is the checkpoint."""
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
     async def _write(self, data: bytes) -> None:
         try:
-            async with self._lock:
+            await self._acquire()
+            try:
                 await self._stream.send_all(data)
+            finally:
+                self._lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportClosed("websocket closed") from exc
 
@@ -174,7 +185,8 @@ class ServerWebSocket:
             raise TransportClosed("websocket closed")
         data = b"".join([frame.ws_frame for frame in frames])
         try:
-            async with self._lock:
+            await self._acquire()
+            try:
                 if len(data) <= PROGRESS_CHUNK:
                     await self._stream.send_all(data)
                     self.progress += len(data)
@@ -184,6 +196,8 @@ class ServerWebSocket:
                         chunk = view[start : start + PROGRESS_CHUNK]
                         await self._stream.send_all(chunk)
                         self.progress += len(chunk)
+            finally:
+                self._lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise TransportClosed("websocket closed") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -69,6 +70,10 @@ async def run(config: ServerConfig) -> None:
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(stdio_then_stop)
+            # What is loaded by now (modules, schemas, converters) lives as long as the
+            # process: keep it out of the cyclic GC's full collections, which otherwise
+            # pause the server ~25 ms every few thousand requests.
+            gc.freeze()
             received = 0
             async for signum in signals:
                 received += 1

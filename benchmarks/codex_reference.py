@@ -18,8 +18,11 @@ Workloads, the same on both servers:
   tree (/proc, via psutil) read right before the turn starts and right after the last
   client saw `turn/completed`, divided by K * N;
 - request latency: p50/p99 of sequential `thread/read`, `thread/list`,
-  `thread/loaded/list` and `turn/start` round trips on one connection (the same blocking
-  plain-socket client);
+  `thread/loaded/list` (2,000 each) and `turn/start` (400) round trips on one connection
+  per side (the same blocking plain-socket client), after a warm-up, the two sides
+  interleaved in blocks (`latency`), so the machine's noise falls on both alike; the
+  `floor` rows are the same client against `_floor_server.py`, which only answers (the
+  client, the kernel and the machine's wake-up jitter: what no server can beat);
 - memory: RSS growth of the server's process tree per idle initialized connection and per
   loaded thread (`thread/start`, the caller stays subscribed).
 
@@ -42,7 +45,7 @@ import psutil
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from _common import REPO, appserver_argv, median, percentile, report, running
+from _common import HERE, REPO, appserver_argv, median, percentile, report, running
 from _rawws import close_all, count_until, open_clients
 
 KIT = pathlib.Path(
@@ -161,32 +164,47 @@ def fanout(name: str, url: str, pid: int, k: int, n: int) -> dict[str, float]:
 # --- latency and memory ---------------------------------------------------------------------
 
 
-def latency(url: str, rounds: int) -> dict[str, tuple[float, float]]:
-    (rpc,) = open_clients(url, 1)
-    started = rpc.call("thread/start", {"approvalPolicy": "never"})
-    thread_id = started["thread"]["id"]
-    say = {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}
-    calls: list[tuple[str, Any]] = [
-        ("thread/read", {"threadId": thread_id}),
-        ("thread/list", {}),
-        ("thread/loaded/list", {}),
-    ]
-    out: dict[str, tuple[float, float]] = {}
-    for method, params in calls:
-        times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            rpc.call(method, params)
-            times.append((time.perf_counter() - t0) * 1000)
-        out[method] = (percentile(times, 0.5), percentile(times, 0.99))
-    times = []
-    for _ in range(max(20, rounds // 10)):
+LATENCY_BLOCK = 50  # requests per side before the other side takes its turn
+WARM_UP = 20  # requests per side and method not counted (caches, first allocations)
+
+
+def latency(urls: dict[str, str], rounds: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """p50/p99 per side and method, the two sides interleaved: blocks of LATENCY_BLOCK
+    round trips, alternately, the side that goes first rotating, so a burst of noise on
+    the shared machine falls on both sides alike rather than on whichever ran then."""
+    rpcs = {name: open_clients(url, 1)[0] for name, url in urls.items()}
+    calls: dict[str, list[tuple[str, Any]]] = {}
+    for name, rpc in rpcs.items():
+        thread_id = rpc.call("thread/start", {"approvalPolicy": "never"})["thread"]["id"]
+        calls[name] = [
+            ("thread/read", {"threadId": thread_id}),
+            ("thread/list", {}),
+            ("thread/loaded/list", {}),
+            ("turn/start", {"threadId": thread_id, "input": [{"type": "text", "text": "/say hi"}]}),
+        ]
+
+    def timed(name: str, method: str, params: Any) -> float:
         t0 = time.perf_counter()
-        rpc.call("turn/start", say)
-        times.append((time.perf_counter() - t0) * 1000)
-        rpc.wait_for('"turn/completed"')
-    out["turn/start"] = (percentile(times, 0.5), percentile(times, 0.99))
-    close_all([rpc])
+        rpcs[name].call(method, params)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if method == "turn/start":
+            rpcs[name].wait_for('"turn/completed"')
+        return elapsed
+
+    out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in rpcs}
+    names = list(rpcs)
+    for i, method in enumerate(m for m, _ in calls[names[0]]):
+        count, block = (rounds, LATENCY_BLOCK) if method != "turn/start" else (rounds // 5, 10)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:
+            for _ in range(WARM_UP):
+                timed(name, method, calls[name][i][1])
+        for b in range(max(1, count // block)):
+            for name in names if b % 2 == 0 else names[::-1]:
+                times[name] += [timed(name, method, calls[name][i][1]) for _ in range(block)]
+        for name in names:
+            out[name][method] = (percentile(times[name], 0.5), percentile(times[name], 0.99))
+    close_all(list(rpcs.values()))
     return out
 
 
@@ -214,6 +232,7 @@ def ratio_row(
     theirs: float,
     goal: float | None,
     lower_is_better: bool = True,
+    who: str = "appserver",
 ) -> None:
     ratio = ours / theirs if theirs else float("nan")
     ok = None
@@ -226,9 +245,10 @@ def ratio_row(
         target=target, ok=ok,
     )  # fmt: skip
     verdict = f"  goal {target}: {'ok' if ok else 'MISSED'}" if target else ""
+    digits = 3 if unit == "ms" else 2
     print(
-        f"{bench:8} {metric:34} appserver {ours:10.2f} {unit:8} codex {theirs:10.2f}"
-        f"  ratio {ratio:5.2f}{verdict}",
+        f"{bench:8} {metric:34} {who:9} {ours:10.{digits}f} {unit:8} codex "
+        f"{theirs:10.{digits}f}  ratio {ratio:5.2f}{verdict}",
         flush=True,
     )
 
@@ -257,12 +277,16 @@ def inner(args: argparse.Namespace) -> None:
                 ours_m = medians(results["appserver"], metric)
                 theirs_m = medians(results["codex"], metric)
                 ratio_row(f"fanout{k}", metric, unit, ours_m, theirs_m, goal, lower)
-        lat = {name: latency(url, args.requests) for name, (url, _) in sides.items()}
+        with running("floor", [sys.executable, str(HERE / "_floor_server.py")]) as floor:
+            urls = {name: url for name, (url, _) in sides.items()} | {"floor": floor.url}
+            lat = latency(urls, args.requests)
         for method in lat["appserver"]:
             for i, q in enumerate(("p50", "p99")):
                 ours_l, theirs_l = lat["appserver"][method][i], lat["codex"][method][i]
                 goal = 0.5 if q == "p99" else None
                 ratio_row("latency", f"{method} {q}", "ms", ours_l, theirs_l, goal)
+                floor_l = lat["floor"][method][i]
+                ratio_row("floor", f"{method} {q}", "ms", floor_l, theirs_l, None, who="floor")
         mem = {
             name: memory(url, pid, args.connections, args.threads)
             for name, (url, pid) in sides.items()
@@ -301,7 +325,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         args.requests, args.connections, args.threads = 50, 20, 10
     else:
         args.k, args.deltas = [1, 10, 50], [20000, 20000, 20000]
-        args.requests, args.connections, args.threads = 500, 200, 100
+        args.requests, args.connections, args.threads = 2000, 200, 100
     if args.only_k:
         args.k = [int(k) for k in args.only_k.split(",")]
         args.deltas = [500 if args.quick else 20000] * len(args.k)

@@ -319,11 +319,11 @@ class Connection:
         if spec.needs_init and not self.initialized:
             self.reply(jsonrpc.encode_error(req.id, errors.not_initialized()))
             return
+        if self.inflight >= self.max_inflight:  # §2.4, even for one that would not wait
+            self.reply(jsonrpc.encode_error(req.id, errors.overloaded()))
+            return
         if self.handler.answers_now(req.method):
             self._answer_now(req, spec.params)
-            return
-        if self.inflight >= self.max_inflight:
-            self.reply(jsonrpc.encode_error(req.id, errors.overloaded()))
             return
         self.inflight += 1
         self._idle = trio.Event() if self.inflight == 1 else self._idle

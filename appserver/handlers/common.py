@@ -50,8 +50,8 @@ class Services:
 # None when it answered through ctx.respond itself).
 Handler = Callable[[Services, RequestContext, Any], Awaitable[Any]]
 # A handler that answers from live state without waiting (an area's `IMMEDIATE` table):
-# the connection runs it in its inbound task, with no task of its own (§2.4's limit on
-# requests in flight does not apply: it is never in flight).
+# the connection runs it in its inbound task, with no task of its own (at §2.4's limit
+# it is refused like any other request; it is never itself in flight).
 Immediate = Callable[[Services, RequestContext, Any], Any]
 
 

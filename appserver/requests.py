@@ -102,8 +102,7 @@ async def answer(
     """Run one request; its encoded response or error, or None when the handler answered
     itself (`ctx.respond`). `opted_in`: the client's experimentalApi capability (§3)."""
     try:
-        params: Any = structure_params(req.params, params_type)
-        check_experimental(req.method, req.params, opted_in=opted_in)
+        params = _typed_params(req, params_type, opted_in)
         return _result_text(ctx, req, await handler.handle(ctx, req.method, params))
     except BaseException as exc:
         return _error_text(ctx, req, exc)
@@ -114,11 +113,16 @@ def answer_now(
 ) -> str | None:
     """`answer` for a method the handler `answers_now`: synchronous, in the caller's task."""
     try:
-        params: Any = structure_params(req.params, params_type)
-        check_experimental(req.method, req.params, opted_in=opted_in)
+        params = _typed_params(req, params_type, opted_in)
         return _result_text(ctx, req, handler.handle_now(ctx, req.method, params))
     except BaseException as exc:
         return _error_text(ctx, req, exc)
+
+
+def _typed_params(req: Request, params_type: type, opted_in: bool) -> Any:
+    params: Any = structure_params(req.params, params_type)
+    check_experimental(req.method, req.params, opted_in=opted_in)
+    return params
 
 
 def _result_text(ctx: RequestContext, req: Request, result: Any) -> str | None:

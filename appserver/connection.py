@@ -56,6 +56,10 @@ EOF_DRAIN_SECONDS = 5.0
 # producers stop pacing themselves to it, its queue fills and it is dropped (§2.3). This
 # is also the longest pause one stalled peer can cause the others, once.
 STALL_SECONDS = 0.5
+# A thread's only subscriber is waited for this long (§2.3): waiting on it delays nobody
+# else, and a reader slower than its kernel buffers' refill cadence (on loopback a whole
+# receive buffer is freed at once: 128 KiB at 100 KB/s is a 1.3 s pause) is not stalled.
+LONE_STALL_SECONDS = 10.0
 # When a connection ends, a write in progress may still finish for this long, so the peer
 # never sees a cut-off frame and can get a proper close frame (e.g. 1008 slow consumer).
 CLOSE_GRACE_SECONDS = 5.0
@@ -145,17 +149,16 @@ class Connection:
         self._urgent = True
         return self.send_nowait(text)
 
-    @property
-    def stalled(self) -> bool:
+    def stalled(self, seconds: float = STALL_SECONDS) -> bool:
         """The peer has stopped draining: the write in progress has moved nothing for
-        STALL_SECONDS (§2.3). A big write that keeps moving, to a slow reader that keeps
+        `seconds` (§2.3). A big write that keeps moving, to a slow reader that keeps
         reading, is not stalled: its clock restarts whenever the transport's `progress`
         has moved since it was last looked at."""
         started = self._write_started
         if started is None:
             return False
         now = trio.current_time()
-        if now - started <= STALL_SECONDS:
+        if now - started <= seconds:
             return False
         progress = self.transport.progress
         if progress != self._write_progress:
@@ -163,27 +166,34 @@ class Connection:
             return False
         return True
 
-    def needs_wait(self) -> bool:
+    def needs_wait(self, *, alone: bool = False) -> bool:
         """Whether `wait_writable` would wait now (checked without a coroutine per event;
-        a producer asks after every event, so the common case is one comparison)."""
+        a producer asks after every event, so the common case is one comparison).
+        `alone`: the producer feeds nobody else, so a websocket is waited for until it
+        has taken nothing for LONE_STALL_SECONDS instead of STALL_SECONDS."""
         if len(self._queue) <= self._pace_at or self._closed:
             return False
-        return self._capacity == math.inf or not self.stalled
+        if self._capacity == math.inf:
+            return True
+        return not self.stalled(LONE_STALL_SECONDS if alone else STALL_SECONDS)
 
-    async def wait_writable(self) -> None:
+    async def wait_writable(self, *, alone: bool = False) -> None:
         """Where producers pace themselves after each event (§2.3).
 
         stdio (backpressure): wait while more than the outbound limit is queued.
         websocket: enqueueing never waits, but while this peer's socket is draining and
         its queue is over half full, wait for the outbound task to catch up, so a client
-        that keeps reading is never a slow consumer. A peer whose socket stopped draining
-        is never waited for: its queue fills and it is dropped."""
-        while self.needs_wait():
+        that keeps reading is never a slow consumer. A stalled peer is never waited for:
+        its queue fills and it is dropped. With `alone` this returns after at most
+        STALL_SECONDS: the producer looks again whether it is still alone."""
+        while self.needs_wait(alone=alone):
             if self._capacity == math.inf:
                 await self._drained.wait()
             else:  # re-check for a stall at least every STALL_SECONDS
                 with trio.move_on_after(STALL_SECONDS):
                     await self._drained.wait()
+                if alone:
+                    return
 
     def wants(self, method: str) -> bool:
         """Whether a notification `method` may be sent to this connection (§3)."""

@@ -163,8 +163,9 @@ class _Output:
             cap_reached=cap_reached,
         )
         self.conn.notify(OUTPUT_DELTA, unstructure(note))
-        if self.conn.needs_wait():
-            await self.conn.wait_writable()
+        # Only this connection reads the output: waiting for it delays nobody (§2.3).
+        if self.conn.needs_wait(alone=True):
+            await self.conn.wait_writable(alone=True)
 
     async def pump(self, source: trio.abc.ReceiveStream) -> None:
         while True:

@@ -86,10 +86,10 @@ class Relay:
         """A response, as `Connection.reply`: captured like anything else sent."""
         return self.send_nowait(text)
 
-    def needs_wait(self) -> bool:
+    def needs_wait(self, *, alone: bool = False) -> bool:
         return False
 
-    async def wait_writable(self) -> None:
+    async def wait_writable(self, *, alone: bool = False) -> None:
         return None
 
     def notify(self, method: str, params: Any) -> bool:

@@ -226,16 +226,29 @@ class LoadedThread:
         a stream into fewer socket writes themselves (connection.py)."""
         if self.events.needs_reserve:
             await self.events.reserve()
+        alone = len(self.subscribers) == 1
         for sub in self.subscribers.values():
-            if sub.needs_wait():  # rare: copy, since the subscribers may change meanwhile
-                for waited in list(self.subscribers.values()):
-                    if waited.needs_wait():
-                        await waited.wait_writable()
+            if sub.needs_wait(alone=alone):  # rare
+                await self._pace()
                 break
         self.unchecked += 1
         if self.unchecked >= CHECKPOINT_EVERY:
             self.unchecked = 0
             await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
+
+    async def _pace(self) -> None:
+        """Wait for every subscriber that needs it. A thread's only subscriber is waited
+        for longer before it counts as stalled (`Connection.needs_wait`): nobody else is
+        delayed meanwhile; whether it is still alone is looked at again every wait."""
+        while True:
+            subscribers = list(self.subscribers.values())  # may change while waiting
+            alone = len(subscribers) == 1
+            waited = [sub for sub in subscribers if sub.needs_wait(alone=alone)]
+            if not waited:
+                return
+            for sub in waited:
+                if sub.needs_wait(alone=alone):
+                    await sub.wait_writable(alone=alone)
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers[sub.id] = sub

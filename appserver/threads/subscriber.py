@@ -23,10 +23,13 @@ class Subscriber(Protocol):
         drops itself (slow consumer) and returns False."""
         ...
 
-    def needs_wait(self) -> bool:
-        """Whether `wait_writable` would wait now (a cheap synchronous check)."""
+    def needs_wait(self, *, alone: bool = False) -> bool:
+        """Whether `wait_writable` would wait now (a cheap synchronous check). `alone`:
+        the producer feeds no other subscriber, so waiting delays nobody else (§2.3)."""
         ...
 
-    async def wait_writable(self) -> None:
-        """Backpressure for subscribers that apply it (stdio); returns at once otherwise."""
+    async def wait_writable(self, *, alone: bool = False) -> None:
+        """Backpressure for subscribers that apply it (stdio), pacing for a websocket
+        that drains (§2.3); returns at once otherwise. With `alone` it may return while
+        `needs_wait(alone=True)` still holds: the caller looks again."""
         ...

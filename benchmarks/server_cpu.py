@@ -34,6 +34,15 @@ async def main(k: int, n: int) -> None:
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
     )
+    try:
+        await measure(proc, k, n)
+    finally:  # never leave the server behind, even when a client failed
+        proc.terminate()
+        proc.wait()
+
+
+async def measure(proc: subprocess.Popen[bytes], k: int, n: int) -> None:
+    assert proc.stderr is not None
     line = proc.stderr.readline().decode()
     url = line.split()[-1]
     ps = psutil.Process(proc.pid)
@@ -108,8 +117,6 @@ async def main(k: int, n: int) -> None:
         for ws in conns:
             await ws.aclose()
         nursery.cancel_scope.cancel()
-    proc.terminate()
-    proc.wait()
 
 
 if __name__ == "__main__":

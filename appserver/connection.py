@@ -56,9 +56,10 @@ EOF_DRAIN_SECONDS = 5.0
 # producers stop pacing themselves to it, its queue fills and it is dropped (§2.3). This
 # is also the longest pause one stalled peer can cause the others, once.
 STALL_SECONDS = 0.5
-# A thread's only subscriber is waited for this long (§2.3): waiting on it delays nobody
-# else, and a reader slower than its kernel buffers' refill cadence (on loopback a whole
-# receive buffer is freed at once: 128 KiB at 100 KB/s is a 1.3 s pause) is not stalled.
+# While waiting delays nobody (`alone`: no other subscriber is hungry) a peer is waited
+# for this long (§2.3): a reader slower than its kernel's refill cadence (over loopback a
+# whole receive buffer is freed at once: 128 KiB at 100 KB/s is a 1.3 s pause) is not
+# stalled.
 LONE_STALL_SECONDS = 10.0
 # When a connection ends, a write in progress may still finish for this long, so the peer
 # never sees a cut-off frame and can get a proper close frame (e.g. 1008 slow consumer).
@@ -166,18 +167,24 @@ class Connection:
             return False
         return True
 
+    @property
+    def hungry(self) -> bool:
+        """Would take more now: nothing queued, no write in progress (a producer waiting
+        for another subscriber delays this one)."""
+        return not self._queue and self._write_started is None and not self._closed
+
     def needs_wait(self, *, alone: bool = False) -> bool:
         """Whether `wait_writable` would wait now (checked without a coroutine per event;
         a producer asks after every event, so the common case is one comparison).
-        `alone`: the producer feeds nobody else, so a websocket is waited for until it
-        has taken nothing for LONE_STALL_SECONDS instead of STALL_SECONDS."""
+        `alone`: waiting delays nobody else (no other subscriber is `hungry`), so a
+        websocket is waited for until it has taken nothing for LONE_STALL_SECONDS."""
         if len(self._queue) <= self._pace_at or self._closed:
             return False
         if self._capacity == math.inf:
             return True
         return not self.stalled(LONE_STALL_SECONDS if alone else STALL_SECONDS)
 
-    async def wait_writable(self, *, alone: bool = False) -> None:
+    async def wait_writable(self, *, alone: bool = False, recheck: float = STALL_SECONDS) -> None:
         """Where producers pace themselves after each event (§2.3).
 
         stdio (backpressure): wait while more than the outbound limit is queued.
@@ -185,12 +192,12 @@ class Connection:
         its queue is over half full, wait for the outbound task to catch up, so a client
         that keeps reading is never a slow consumer. A stalled peer is never waited for:
         its queue fills and it is dropped. With `alone` this returns after at most
-        STALL_SECONDS: the producer looks again whether it is still alone."""
+        `recheck` seconds: the producer looks again whether it is still alone."""
         while self.needs_wait(alone=alone):
             if self._capacity == math.inf:
                 await self._drained.wait()
             else:  # re-check for a stall at least every STALL_SECONDS
-                with trio.move_on_after(STALL_SECONDS):
+                with trio.move_on_after(recheck if alone else STALL_SECONDS):
                     await self._drained.wait()
                 if alone:
                     return

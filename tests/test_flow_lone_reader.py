@@ -1,14 +1,16 @@
-"""A thread's only subscriber that reads slowly but never stops is not a slow consumer
-(PROTOCOL.md §2.3), even over loopback, where the kernel frees the reader's receive
-buffer a whole coalesced segment at a time: a reader of 100 KB/s behind a default
-128 KiB buffer leaves the server's socket taking nothing for about 1.3 s, again and
-again. Waiting for it delays nobody else, so the server waits (LONE_STALL_SECONDS), and
-the pings queued behind that backlog, answered late, do not count as unanswered while
-the socket keeps taking bytes."""
+"""A websocket reader that reads slowly but never stops is not a slow consumer (PROTOCOL.md
+§2.3) while waiting for it delays nobody: a thread's only subscriber, or slow readers
+together. Over loopback the kernel frees a reader's receive buffer a whole coalesced
+segment at a time: a reader of 100 KB/s behind a default 128 KiB buffer leaves the
+server's socket taking nothing for about 1.3 s, again and again, longer than
+STALL_SECONDS. While no other subscriber is hungry the producer waits for such a reader
+until its socket has taken nothing for LONE_STALL_SECONDS."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -56,13 +58,18 @@ class SlowStream(trio.abc.Stream):
         await self._inner.aclose()
 
 
-async def test_a_lone_slow_reader_gets_every_delta(
-    ws_url: str, schema_checker: SchemaChecker
-) -> None:
-    port = int(ws_url.rsplit(":", 1)[1])
-    received: list[dict[str, Any]] = []
-    closed: trio_websocket.ConnectionClosed | None = None
-    with trio.fail_after(TIMEOUT):
+class SlowReader:
+    """A trio-websocket client over a SlowStream that records what it receives."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+        self.closed: trio_websocket.ConnectionClosed | None = None
+        self._ids = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, port: int) -> AsyncIterator[SlowReader]:
         stream = SlowStream(await trio.open_tcp_stream("127.0.0.1", port))
         async with stream, trio.open_nursery() as nursery:
             ws = await trio_websocket.wrap_client_stream(
@@ -72,41 +79,89 @@ async def test_a_lone_slow_reader_gets_every_delta(
                 "/",
                 message_queue_size=1,
             )
-
-            async def call(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-                await ws.send_message(json.dumps({"id": id_, "method": method, "params": params}))
-                while True:
-                    message: dict[str, Any] = json.loads(await ws.get_message())
-                    received.append(message)
-                    if message.get("id") == id_:
-                        assert "result" in message, message
-                        result: dict[str, Any] = message["result"]
-                        return result
-
-            await call(1, "initialize", {"clientInfo": {"name": "slow", "version": "0"}})
-            thread = await call(2, "thread/start", {"approvalPolicy": "never"})
-            text = [{"type": "text", "text": f"/stream {DELTAS} 16", "text_elements": []}]
-            await call(3, "turn/start", {"threadId": thread["thread"]["id"], "input": text})
-            started = trio.current_time()
-            try:
-                while True:
-                    message = json.loads(await ws.get_message())
-                    received.append(message)
-                    if message.get("method") == "turn/completed":
-                        break
-            except trio_websocket.ConnectionClosed as exc:
-                closed = exc
-            took = trio.current_time() - started
+            yield cls(ws)
             await ws.aclose()
             nursery.cancel_scope.cancel()
-    assert closed is None, f"dropped: {closed.reason}"
-    for message in received:
-        schema_checker.check(message, None)
-    texts = [m["params"]["delta"] for m in received if m.get("method") == "item/agentMessage/delta"]
-    assert len(texts) == DELTAS
+
+    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._ids += 1
+        id_ = self._ids
+        await self.ws.send_message(json.dumps({"id": id_, "method": method, "params": params}))
+        while True:
+            message: dict[str, Any] = json.loads(await self.ws.get_message())
+            self.received.append(message)
+            if message.get("id") == id_:
+                assert "result" in message, message
+                result: dict[str, Any] = message["result"]
+                return result
+
+    async def read_turn(self) -> None:
+        """Until turn/completed, or until the server closes the connection."""
+        try:
+            while True:
+                message = json.loads(await self.ws.get_message())
+                self.received.append(message)
+                if message.get("method") == "turn/completed":
+                    return
+        except trio_websocket.ConnectionClosed as exc:
+            self.closed = exc
+
+    def check(self, schema_checker: SchemaChecker) -> None:
+        assert self.closed is None, f"dropped: {self.closed.reason}"
+        for message in self.received:
+            schema_checker.check(message, None)
+        deltas = [m for m in self.received if m.get("method") == "item/agentMessage/delta"]
+        assert len(deltas) == DELTAS
+
+
+async def test_a_lone_slow_reader_gets_every_delta(
+    ws_url: str, schema_checker: SchemaChecker
+) -> None:
+    port = int(ws_url.rsplit(":", 1)[1])
+    with trio.fail_after(TIMEOUT):
+        async with SlowReader.open(port) as reader:
+            await reader.call("initialize", {"clientInfo": {"name": "slow", "version": "0"}})
+            thread = await reader.call("thread/start", {"approvalPolicy": "never"})
+            turn = {"threadId": thread["thread"]["id"], "input": text_input(f"/stream {DELTAS} 16")}
+            await reader.call("turn/start", turn)
+            started = trio.current_time()
+            await reader.read_turn()
+            took = trio.current_time() - started
+    reader.check(schema_checker)
     # Paced by the reader, across many of the kernel's pauses (each one longer than
     # STALL_SECONDS: with that rule alone this reader was dropped about 4 s in).
     assert took > 8 * STALL_SECONDS, took
+
+
+async def test_several_slow_readers_of_one_thread_all_get_every_delta(
+    ws_url: str, schema_checker: SchemaChecker
+) -> None:
+    """Slow readers together (as many clients in one busy process): while each of the
+    others still has something to write, waiting for the one in a kernel pause delays
+    nobody, so none is taken for stalled."""
+    port = int(ws_url.rsplit(":", 1)[1])
+    with trio.fail_after(TIMEOUT):
+        async with (
+            SlowReader.open(port) as first,
+            SlowReader.open(port) as second,
+            SlowReader.open(port) as third,
+        ):
+            readers = [first, second, third]
+            for index, reader in enumerate(readers):
+                await reader.call(
+                    "initialize", {"clientInfo": {"name": f"r{index}", "version": "0"}}
+                )
+            thread = await first.call("thread/start", {"approvalPolicy": "never"})
+            thread_id = thread["thread"]["id"]
+            for reader in readers[1:]:
+                await reader.call("thread/resume", {"threadId": thread_id})
+            turn = {"threadId": thread_id, "input": text_input(f"/stream {DELTAS} 16")}
+            await first.call("turn/start", turn)
+            async with trio.open_nursery() as nursery:
+                for reader in readers:
+                    nursery.start_soon(reader.read_turn)
+    for reader in readers:
+        reader.check(schema_checker)
 
 
 def text_input(text: str) -> list[dict[str, Any]]:

@@ -86,10 +86,14 @@ class Relay:
         """A response, as `Connection.reply`: captured like anything else sent."""
         return self.send_nowait(text)
 
+    @property
+    def hungry(self) -> bool:
+        return False  # captures, never waits: nobody a producer could delay
+
     def needs_wait(self, *, alone: bool = False) -> bool:
         return False
 
-    async def wait_writable(self, *, alone: bool = False) -> None:
+    async def wait_writable(self, *, alone: bool = False, recheck: float = 0.5) -> None:
         return None
 
     def notify(self, method: str, params: Any) -> bool:

@@ -28,6 +28,9 @@ Broadcast = Callable[[str, Any], None]
 USER_INPUT_METHOD = "item/tool/requestUserInput"
 # The producer reaches a checkpoint once per this many events (after_publish).
 CHECKPOINT_EVERY = 16
+# While a producer waits for a slow subscriber, it looks this often whether another one
+# has become hungry (then the slow one gets only STALL_SECONDS, §2.3).
+RECHECK_SECONDS = 0.05
 
 
 def wants_seq(sub: Subscriber) -> bool:
@@ -226,9 +229,8 @@ class LoadedThread:
         a stream into fewer socket writes themselves (connection.py)."""
         if self.events.needs_reserve:
             await self.events.reserve()
-        alone = len(self.subscribers) == 1
         for sub in self.subscribers.values():
-            if sub.needs_wait(alone=alone):  # rare
+            if sub.needs_wait(alone=True):  # rare; _pace looks whether it is alone
                 await self._pace()
                 break
         self.unchecked += 1
@@ -237,18 +239,18 @@ class LoadedThread:
             await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
 
     async def _pace(self) -> None:
-        """Wait for every subscriber that needs it. A thread's only subscriber is waited
-        for longer before it counts as stalled (`Connection.needs_wait`): nobody else is
-        delayed meanwhile; whether it is still alone is looked at again every wait."""
+        """Wait for the subscribers that need it (§2.3). While no other subscriber is
+        `hungry` (it could take more), waiting delays nobody, so one that is slow to
+        drain is waited for longer before it counts as stalled (`Connection.needs_wait`
+        `alone`): a thread's only subscriber, or many readers in one busy client. This
+        is looked at again every RECHECK_SECONDS."""
         while True:
             subscribers = list(self.subscribers.values())  # may change while waiting
-            alone = len(subscribers) == 1
+            alone = not any(sub.hungry for sub in subscribers)
             waited = [sub for sub in subscribers if sub.needs_wait(alone=alone)]
             if not waited:
                 return
-            for sub in waited:
-                if sub.needs_wait(alone=alone):
-                    await sub.wait_writable(alone=alone)
+            await waited[0].wait_writable(alone=alone, recheck=RECHECK_SECONDS)
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers[sub.id] = sub

@@ -245,12 +245,18 @@ class LoadedThread:
         `alone`): a thread's only subscriber, or many readers in one busy client. This
         is looked at again every RECHECK_SECONDS."""
         while True:
-            subscribers = list(self.subscribers.values())  # may change while waiting
-            alone = not any(sub.hungry for sub in subscribers)
-            waited = [sub for sub in subscribers if sub.needs_wait(alone=alone)]
-            if not waited:
+            for sub in list(self.subscribers.values()):  # may change while waiting
+                if not sub.needs_wait(alone=True):
+                    continue
+                if sub.needs_wait():  # draining: waited for by the 0.5 s rule
+                    await sub.wait_writable()
+                    break
+                # Slow to drain: waited for only while nobody else could take more.
+                if not any(other.hungry for other in self.subscribers.values()):
+                    await sub.wait_writable(alone=True, recheck=RECHECK_SECONDS)
+                    break
+            else:
                 return
-            await waited[0].wait_writable(alone=alone, recheck=RECHECK_SECONDS)
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers[sub.id] = sub

@@ -19,7 +19,7 @@ from appserver import jsonrpc
 from appserver.store.base import LoggedEvent, StoreError, ThreadStore
 from appserver.threads.event_log import is_server_request, method_of
 from appserver.threads.loaded import wants_seq
-from appserver.threads.subscriber import Subscriber
+from appserver.threads.subscriber import Subscriber, needs_pace, pace
 
 log = logging.getLogger("appserver.cluster")
 
@@ -144,11 +144,8 @@ class Follower:
         waited for, and the task reaches a checkpoint every CHECKPOINT_EVERY events."""
         for index, event in enumerate(events):
             self.deliver_one(event)
-            subs = list(self.subs.values())
-            alone = len(subs) == 1  # nobody else to delay: waited for longer (§2.3)
-            for sub in subs:
-                if sub.needs_wait(alone=alone):
-                    await sub.wait_writable(alone=alone)
+            if needs_pace(self.subs):
+                await pace(self.subs)
             if index % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
                 await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
 

@@ -19,7 +19,7 @@ from appserver.jsonrpc.codec import with_seq
 from appserver.store.base import LoggedEvent, ThreadRecord, ThreadStore
 from appserver.threads import objects
 from appserver.threads.event_log import EventLog
-from appserver.threads.subscriber import Subscriber
+from appserver.threads.subscriber import Subscriber, needs_pace, pace
 
 _generations = itertools.count(1)
 
@@ -28,9 +28,6 @@ Broadcast = Callable[[str, Any], None]
 USER_INPUT_METHOD = "item/tool/requestUserInput"
 # The producer reaches a checkpoint once per this many events (after_publish).
 CHECKPOINT_EVERY = 16
-# While a producer waits for a slow subscriber, it looks this often whether another one
-# has become hungry (then the slow one gets only STALL_SECONDS, §2.3).
-RECHECK_SECONDS = 0.05
 
 
 def wants_seq(sub: Subscriber) -> bool:
@@ -229,34 +226,12 @@ class LoadedThread:
         a stream into fewer socket writes themselves (connection.py)."""
         if self.events.needs_reserve:
             await self.events.reserve()
-        for sub in self.subscribers.values():
-            if sub.needs_wait(alone=True):  # rare; _pace looks whether it is alone
-                await self._pace()
-                break
+        if needs_pace(self.subscribers):  # rare
+            await pace(self.subscribers)
         self.unchecked += 1
         if self.unchecked >= CHECKPOINT_EVERY:
             self.unchecked = 0
             await trio.sleep(0)  # noqa: ASYNC115 - the high-level checkpoint
-
-    async def _pace(self) -> None:
-        """Wait for the subscribers that need it (§2.3). While no other subscriber is
-        `hungry` (it could take more), waiting delays nobody, so one that is slow to
-        drain is waited for longer before it counts as stalled (`Connection.needs_wait`
-        `alone`): a thread's only subscriber, or many readers in one busy client. This
-        is looked at again every RECHECK_SECONDS."""
-        while True:
-            for sub in list(self.subscribers.values()):  # may change while waiting
-                if not sub.needs_wait(alone=True):
-                    continue
-                if sub.needs_wait():  # draining: waited for by the 0.5 s rule
-                    await sub.wait_writable()
-                    break
-                # Slow to drain: waited for only while nobody else could take more.
-                if not any(other.hungry for other in self.subscribers.values()):
-                    await sub.wait_writable(alone=True, recheck=RECHECK_SECONDS)
-                    break
-            else:
-                return
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers[sub.id] = sub
